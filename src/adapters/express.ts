@@ -1,0 +1,36 @@
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { LoadOptions, Sessions } from '../manager.js';
+import type { Session, SessionData } from '../session.js';
+import { commitBeforeResponse, handleSessionError, incoming } from './http.js';
+
+declare global {
+  // biome-ignore lint/style/noNamespace: Express's own augmentation point
+  namespace Express {
+    interface Request {
+      /** The visitor's session, typed by your `SessionData` declaration. */
+      session: Session<SessionData>;
+    }
+  }
+}
+
+/**
+ * Express 5 middleware: `req.session` for every later handler, committed
+ * before the response leaves (redirects included). A store outage answers 503
+ * with a plain message; other errors go to `next(err)`.
+ *
+ * ```ts
+ * app.use(session(sessions));
+ * ```
+ */
+export function session(sessions: Sessions<SessionData>, options?: LoadOptions): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    sessions.load(incoming(req), options).then(
+      (loaded: Session<SessionData>) => {
+        req.session = loaded;
+        commitBeforeResponse(sessions, loaded, res, (err) => handleSessionError(res, err, next));
+        next();
+      },
+      (err: unknown) => handleSessionError(res, err, next),
+    );
+  };
+}

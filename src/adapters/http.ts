@@ -1,0 +1,130 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { SatchelError } from '../errors.js';
+import type { IncomingRequest, Sessions } from '../manager.js';
+import type { Session } from '../session.js';
+
+/** node:http requests (Express's too) as the manager sees them. */
+export function incoming(req: IncomingMessage): IncomingRequest {
+  return {
+    header(name) {
+      const value = req.headers[name];
+      return Array.isArray(value) ? value.join(', ') : value;
+    },
+    encrypted: Boolean((req.socket as TLSSocket).encrypted),
+  };
+}
+
+/** Answers a satchel error (store down: 503) with a plain-text message. */
+export function sendError(res: ServerResponse, err: SatchelError): void {
+  if (res.headersSent) {
+    res.destroy(err);
+    return;
+  }
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
+  const body = `${err.status === 503 ? 'Service Unavailable' : 'Error'}: ${err.message.replace(/^\[satchel\] (\[\w+\] )?/, '')}\n`;
+  res.writeHead(err.status, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  });
+  res.end(body);
+}
+
+type Writer = (...args: unknown[]) => unknown;
+
+/**
+ * Holds the response until the session is committed, so its Set-Cookie is
+ * sent and the store written before the client sees anything — a redirect
+ * never races the save. The first writeHead, write or end starts the commit;
+ * calls made meanwhile are queued and replayed in order.
+ */
+export function commitBeforeResponse<D extends object>(
+  sessions: Sessions<D>,
+  session: Session<D>,
+  res: ServerResponse,
+  onError: (err: unknown) => void,
+): void {
+  const original = {
+    writeHead: res.writeHead as Writer,
+    write: res.write as Writer,
+    end: res.end as Writer,
+  };
+  const queue: [Writer, unknown[]][] = [];
+  let state: 'open' | 'committing' | 'done' = 'open';
+  let status: number | undefined;
+
+  const restore = () => {
+    res.writeHead = original.writeHead as typeof res.writeHead;
+    res.write = original.write as typeof res.write;
+    res.end = original.end as typeof res.end;
+  };
+
+  const start = () => {
+    if (state !== 'open') return;
+    state = 'committing';
+    sessions.commit(session, status ?? res.statusCode).then(
+      ({ headers }) => {
+        state = 'done';
+        restore();
+        for (const [name, value] of headers) {
+          if (name === 'vary') appendVary(res, value);
+          else appendHeader(res, name, value);
+        }
+        for (const [fn, args] of queue) fn.apply(res, args);
+      },
+      (err: unknown) => {
+        state = 'done';
+        restore();
+        onError(err);
+      },
+    );
+  };
+
+  const hold =
+    (fn: Writer, isHead = false): Writer =>
+    (...args) => {
+      if (isHead && typeof args[0] === 'number') status = args[0];
+      queue.push([fn, args]);
+      start();
+      return fn === original.write ? true : res;
+    };
+  // A client that went away before the response: release the lock, save nothing.
+  res.once('close', () => {
+    if (state !== 'open') return;
+    state = 'done';
+    restore();
+    sessions.abandon(session).catch(() => {});
+  });
+  res.writeHead = hold(original.writeHead, true) as typeof res.writeHead;
+  res.write = hold(original.write) as typeof res.write;
+  res.end = hold(original.end) as typeof res.end;
+}
+
+function appendHeader(res: ServerResponse, name: string, value: string): void {
+  const current = res.getHeader(name);
+  if (current === undefined) res.setHeader(name, value);
+  else res.setHeader(name, [...(Array.isArray(current) ? current : [String(current)]), value]);
+}
+
+function appendVary(res: ServerResponse, field: string): void {
+  const current = res.getHeader('vary');
+  const list =
+    current === undefined
+      ? []
+      : String(current)
+          .split(',')
+          .map((v) => v.trim());
+  if (list.includes('*') || list.some((v) => v.toLowerCase() === field.toLowerCase())) return;
+  res.setHeader('vary', [...list.filter(Boolean), field].join(', '));
+}
+
+/** An error thrown by satchel becomes its status; anything else is not ours to answer. */
+export function handleSessionError(
+  res: ServerResponse,
+  err: unknown,
+  otherwise: (err: unknown) => void,
+): void {
+  if (SatchelError.is(err)) sendError(res, err);
+  else otherwise(err);
+}

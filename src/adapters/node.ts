@@ -1,0 +1,58 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { LoadOptions, Sessions } from '../manager.js';
+import type { Session, SessionData } from '../session.js';
+import { commitBeforeResponse, handleSessionError, incoming } from './http.js';
+
+export type SessionRequest<D extends object = SessionData> = IncomingMessage & {
+  session: Session<D>;
+};
+
+export type SessionHandler<D extends object = SessionData> = (
+  req: SessionRequest<D>,
+  res: ServerResponse,
+) => unknown;
+
+function fail(res: ServerResponse, err: unknown): void {
+  console.error(err);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.statusCode = 500;
+  res.setHeader('content-type', 'text/plain; charset=utf-8');
+  res.end('Internal Server Error\n');
+}
+
+/**
+ * Wraps a `node:http` request listener so `req.session` is loaded before it
+ * runs and committed before the response leaves. A store outage answers 503.
+ *
+ * ```ts
+ * http.createServer(withSessions(sessions, (req, res) => { req.session.set('seen', true); res.end('ok') }))
+ * ```
+ */
+export function withSessions<D extends object = SessionData>(
+  sessions: Sessions<D>,
+  handler: SessionHandler<D>,
+  options?: LoadOptions,
+): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  return async (req, res) => {
+    let session: Session<D>;
+    try {
+      session = await sessions.load(incoming(req), options);
+    } catch (err) {
+      handleSessionError(res, err, (e) => fail(res, e));
+      return;
+    }
+    (req as SessionRequest<D>).session = session;
+    commitBeforeResponse(sessions, session, res, (err) =>
+      handleSessionError(res, err, (e) => fail(res, e)),
+    );
+    try {
+      await handler(req as SessionRequest<D>, res);
+    } catch (err) {
+      // Answered as a 500: the commit that follows saves nothing and releases the lock.
+      fail(res, err);
+    }
+  };
+}

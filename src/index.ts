@@ -1,0 +1,27 @@
+export {
+  ConfigError,
+  ConflictError,
+  CookieTooLargeError,
+  CorruptDataError,
+  LockTimeoutError,
+  PayloadTooLargeError,
+  SatchelError,
+  type SatchelErrorCode,
+  SerializeError,
+  SessionInterruptedError,
+  StoreUnavailableError,
+} from './errors.js';
+export { generateId, isWellFormedId, storeKey } from './ids.js';
+export {
+  type CommitResult,
+  createSessions,
+  type IncomingRequest,
+  type LoadOptions,
+  type Logger,
+  type Sessions,
+  type SessionsOptions,
+} from './manager.js';
+export type { CookieOptions } from './cookies.js';
+export { type ClassCodec, jsonSerializer, richSerializer, type Serializer } from './serializers.js';
+export { Session, type SessionData, type SessionKey, type Shape } from './session.js';
+export type { SessionStore, StoredSession, UpdateResult } from './store.js';

@@ -1,0 +1,612 @@
+import { randomBytes, randomInt } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  type CookieOptions,
+  deleteCookieHeader,
+  type ResolvedCookieOptions,
+  readCookie,
+  resolveCookieOptions,
+  setCookieHeader,
+} from './cookies.js';
+import {
+  ConfigError,
+  ConflictError,
+  LockTimeoutError,
+  PayloadTooLargeError,
+  SatchelError,
+  SessionInterruptedError,
+  StoreUnavailableError,
+} from './errors.js';
+import { generateId, isWellFormedId, Signer, storeKey } from './ids.js';
+import { KeyedMutex } from './stores/lock.js';
+import { jsonSerializer, richSerializer, type Serializer } from './serializers.js';
+import {
+  applyOp,
+  computeExpiresAt,
+  EXPIRY_KEY,
+  type ExpiryPolicy,
+  FLASH_KEY,
+  isBrowserSession,
+  isSliding,
+  type Op,
+  Session,
+  type SessionData,
+  type SessionState,
+  sessionState,
+} from './session.js';
+import type { SessionStore, StoredSession } from './store.js';
+import { sqliteStore } from './stores/sqlite.js';
+
+/** Where warnings go: corrupt stored data, failed clean-ups. Never given a raw session ID. */
+export interface Logger {
+  warn(message: string, details?: Record<string, unknown>): void;
+}
+
+export interface SessionsOptions {
+  /**
+   * Where sessions are kept.
+   * @default sqliteStore() — a `satchel-sessions.db` file in the working directory
+   */
+  store?: SessionStore;
+  /** The session cookie; see each field for its default. */
+  cookie?: CookieOptions;
+  /**
+   * Seconds of inactivity after which a session expires (sliding, Django's
+   * SESSION_COOKIE_AGE). Each request that finds the session pushes it back.
+   * @default 1_209_600 (two weeks)
+   */
+  idleTimeout?: number;
+  /**
+   * Seconds from a session's creation after which it expires however active it
+   * is; bounds how long a stolen ID stays useful. `null` turns it off.
+   * `cycleKey()` starts a new lifetime.
+   * @default 2_592_000 (30 days)
+   */
+  absoluteTimeout?: number | null;
+  /** Browser-session cookies (no Max-Age), Django's SESSION_EXPIRE_AT_BROWSER_CLOSE. The server-side expiry still holds. @default false */
+  expireAtBrowserClose?: boolean;
+  /**
+   * A session that was only read is touched (its expiry pushed back) at most
+   * once per this many seconds, so read-only traffic does not write on every request.
+   * @default 60
+   */
+  touchInterval?: number;
+  /**
+   * Optional keys for signing the ID in the cookie (HMAC-SHA256), each at
+   * least 32 characters: the first signs, all verify, so a key can be rotated
+   * without logging anyone out. IDs are 256-bit random values and unguessable
+   * without it; signing rejects forged cookies before any store lookup.
+   * @default undefined (unsigned)
+   */
+  secrets?: string | readonly string[];
+  /**
+   * `'json'` (Django's default), `'rich'` (Date, Map, Set, BigInt; see
+   * `richSerializer` for registered classes) or your own. Loading never runs code.
+   * @default 'json'
+   */
+  serializer?: 'json' | 'rich' | Serializer;
+  /** Largest serialized session in bytes; a bigger one is an error at commit, and nothing is saved. @default 1_048_576 */
+  maxPayloadBytes?: number;
+  /**
+   * Trust `X-Forwarded-Proto` from a reverse proxy when deciding if a request
+   * is HTTPS (for `cookie.secure: 'auto'`). Only turn it on behind a proxy that
+   * sets the header, or any client can claim HTTPS.
+   * @default false
+   */
+  trustProxy?: boolean;
+  /**
+   * Serialize the requests of one session with a per-session lock, for
+   * handlers whose read-modify-write cannot be written as `update`. Can also
+   * be turned on per request: `load(req, { lock: true })`.
+   * @default false
+   */
+  lock?: boolean;
+  /** Milliseconds to wait for the lock before failing with LockTimeoutError (503). @default 10_000 */
+  lockTimeout?: number;
+  /** Milliseconds after which a lock left by a crashed process expires. @default 30_000 */
+  lockTtl?: number;
+  /** Compare-and-set attempts before ConflictError (503). @default 10 */
+  maxRetries?: number;
+  /** @default console.warn */
+  logger?: Logger;
+}
+
+/** The little an adapter tells the manager about a request. */
+export interface IncomingRequest {
+  /** A request header by lower-case name. */
+  header(name: string): string | undefined;
+  /** True when the connection itself is TLS. */
+  encrypted: boolean;
+}
+
+export interface LoadOptions {
+  /** Take the per-session lock for this request. @default the `lock` option */
+  lock?: boolean;
+}
+
+export interface CommitResult {
+  /** Headers to add to the response, in order (Set-Cookie, Vary). */
+  headers: [string, string][];
+}
+
+export interface Sessions<D extends object = SessionData> {
+  readonly store: SessionStore;
+  readonly cookie: ResolvedCookieOptions;
+  /** Turns a request's session ID into a Session. Throws StoreUnavailableError when the store is down. */
+  load(request: IncomingRequest, options?: LoadOptions): Promise<Session<D>>;
+  /**
+   * Saves what the request changed and returns the headers the response must
+   * carry. Saves nothing when `status` is 5xx. Always releases the lock.
+   */
+  commit(session: Session<D>, status: number): Promise<CommitResult>;
+  /** Releases the lock without saving (the handler threw). */
+  abandon(session: Session<D>): Promise<void>;
+  /** Removes expired sessions from stores without native expiry; resolves to how many. */
+  clearExpired(): Promise<number>;
+  close(): Promise<void>;
+}
+
+function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), Math.max(0, ms));
+    void promise.then(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+const defaultLogger: Logger = {
+  warn: (message, details) => console.warn(message, details ?? ''),
+};
+
+function positive(name: string, value: number, allowZero = false): number {
+  if (
+    typeof value !== 'number' ||
+    !Number.isFinite(value) ||
+    value < 0 ||
+    (!allowZero && value === 0)
+  ) {
+    throw new ConfigError(
+      `${name} must be a ${allowZero ? 'non-negative' : 'positive'} number; got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+function resolveSecrets(secrets: SessionsOptions['secrets']): Signer | undefined {
+  if (secrets === undefined) return undefined;
+  const list = typeof secrets === 'string' ? [secrets] : [...secrets];
+  if (list.length === 0) throw new ConfigError('secrets must hold at least one key');
+  list.forEach((secret, i) => {
+    if (typeof secret !== 'string' || secret.length < 32) {
+      throw new ConfigError(
+        `secrets[${i}] must be at least 32 characters; got ${typeof secret === 'string' ? secret.length : typeof secret} (generate one with: npx satchel keygen)`,
+      );
+    }
+  });
+  return new Signer(list);
+}
+
+/** Wraps a store call so any failure surfaces as StoreUnavailableError naming the store. */
+async function call<T>(store: SessionStore, what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (SatchelError.is(err)) throw err;
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new StoreUnavailableError(store.name, `${what} failed: ${reason}`, err);
+  }
+}
+
+/**
+ * Creates the session manager: options are resolved and validated once,
+ * here, and every request then goes through `load` and `commit` (adapters do
+ * this for you).
+ */
+export function createSessions<D extends object = SessionData>(
+  options: SessionsOptions = {},
+): Sessions<D> {
+  const cookie = resolveCookieOptions(options.cookie);
+  const policy: ExpiryPolicy = {
+    idleTimeout: positive('idleTimeout', options.idleTimeout ?? 1_209_600),
+    absoluteTimeout:
+      options.absoluteTimeout === null
+        ? null
+        : positive('absoluteTimeout', options.absoluteTimeout ?? 2_592_000),
+    expireAtBrowserClose: options.expireAtBrowserClose ?? false,
+  };
+  const touchMs = positive('touchInterval', options.touchInterval ?? 60, true) * 1000;
+  const signer = resolveSecrets(options.secrets);
+  const serializer =
+    options.serializer === undefined || options.serializer === 'json'
+      ? jsonSerializer
+      : options.serializer === 'rich'
+        ? richSerializer()
+        : options.serializer;
+  if (typeof serializer?.stringify !== 'function' || typeof serializer.parse !== 'function') {
+    throw new ConfigError(
+      "serializer must be 'json', 'rich' or an object with stringify and parse",
+    );
+  }
+  const maxPayloadBytes = positive('maxPayloadBytes', options.maxPayloadBytes ?? 1_048_576);
+  const trustProxy = options.trustProxy ?? false;
+  const lockByDefault = options.lock ?? false;
+  const lockTimeout = positive('lockTimeout', options.lockTimeout ?? 10_000);
+  const lockTtl = positive('lockTtl', options.lockTtl ?? 30_000);
+  const maxRetries = Math.floor(positive('maxRetries', options.maxRetries ?? 10));
+  const logger = options.logger ?? defaultLogger;
+  const store = options.store ?? sqliteStore();
+  for (const method of [
+    'get',
+    'create',
+    'update',
+    'touch',
+    'destroy',
+    'clearExpired',
+    'close',
+  ] as const) {
+    if (typeof store?.[method] !== 'function') {
+      throw new ConfigError(`store must implement ${method}(); see the SessionStore interface`);
+    }
+  }
+
+  const clone = (value: unknown): unknown =>
+    value === null || typeof value !== 'object'
+      ? value
+      : serializer.parse(serializer.stringify({ v: value })).v;
+  const stringifyValue = (value: unknown): string => serializer.stringify({ v: value });
+  const issueId = () => {
+    const id = generateId();
+    return { id, key: storeKey(id) };
+  };
+  const encodeId = (id: string) => (signer ? signer.sign(id) : id);
+  const decodeId = (value: string): string | undefined => {
+    const id = signer ? signer.unsign(value) : value;
+    return id !== undefined && isWellFormedId(id) ? id : undefined;
+  };
+
+  /** Parses stored data; corrupt data is logged and read as an empty session. */
+  function parseData(record: StoredSession): Map<string, unknown> | undefined {
+    try {
+      return new Map(Object.entries(serializer.parse(record.data)));
+    } catch (err) {
+      logger.warn(
+        `[satchel] [${store.name}] stored session data could not be read; starting an empty session`,
+        {
+          store: store.name,
+          serializer: serializer.name,
+          error: err instanceof Error ? err.message : String(err),
+        },
+      );
+      return undefined;
+    }
+  }
+
+  // In-process lock queues, for stores without a lock of their own (and so
+  // requests in this process queue up instead of polling the store).
+  const localQueues = new Map<string, Promise<void>>();
+
+  async function acquire(key: string): Promise<NonNullable<SessionState['lock']>> {
+    const deadline = Date.now() + lockTimeout;
+    const previous = localQueues.get(key) ?? Promise.resolve();
+    let done!: () => void;
+    const tail = previous.then(() => new Promise<void>((resolve) => (done = resolve)));
+    localQueues.set(key, tail);
+    const releaseLocal = () => {
+      done?.();
+      if (localQueues.get(key) === tail) localQueues.delete(key);
+    };
+    // done is assigned once previous settles; a release before that must still free the queue.
+    const release = () => void previous.then(releaseLocal);
+    const token = randomBytes(16).toString('base64url');
+    try {
+      if (!(await settlesWithin(previous, deadline - Date.now())))
+        throw new LockTimeoutError(lockTimeout);
+      if (store.lock) {
+        let wait = 5;
+        while (!(await call(store, 'lock', () => store.lock!(key, token, lockTtl)))) {
+          if (Date.now() + wait > deadline) throw new LockTimeoutError(lockTimeout);
+          await sleep(wait + randomInt(5));
+          wait = Math.min(wait * 2, 100);
+        }
+      }
+    } catch (err) {
+      release();
+      throw err;
+    }
+    return { key, token, release };
+  }
+
+  async function releaseLock(state: SessionState): Promise<void> {
+    const lock = state.lock;
+    if (!lock) return;
+    state.lock = undefined;
+    try {
+      if (store.unlock) await call(store, 'unlock', () => store.unlock!(lock.key, lock.token));
+    } finally {
+      lock.release();
+    }
+  }
+
+  /** Replays this request's changes, in order, on the newest stored data. */
+  function replay(base: Map<string, unknown>, ops: Op[]): Map<string, unknown> {
+    for (const op of ops) applyOp(base, op.t === 'set' ? { ...op, v: clone(op.v) } : op, clone);
+    return base;
+  }
+
+  function serialize(data: Map<string, unknown>): string {
+    const text = serializer.stringify(Object.fromEntries(data));
+    const size = Buffer.byteLength(text);
+    if (size > maxPayloadBytes) throw new PayloadTooLargeError(size, maxPayloadBytes);
+    return text;
+  }
+
+  /** Moves this request's flash bookkeeping into the change log, once per save. */
+  function recordFlash(s: SessionState): void {
+    const incoming = Object.keys(s.flashIn);
+    const remove =
+      s.flashKeep === 'all' ? [] : incoming.filter((k) => !(s.flashKeep as Set<string>).has(k));
+    if (remove.length === 0 && Object.keys(s.flashOut).length === 0) return;
+    const op: Op = { t: 'flash', remove, add: s.flashOut };
+    s.ops.push(op);
+    applyOp(s.data, op, clone);
+    s.flashIn = {};
+    s.flashOut = {};
+  }
+
+  /** A handed-out value changed in place (cart.push(x)) is saved as if set. */
+  function recordNestedChanges(s: SessionState): void {
+    for (const [key, { ref, text }] of s.handedOut) {
+      if (s.data.get(key) === ref && stringifyValue(ref) !== text)
+        s.ops.push({ t: 'set', k: key, v: ref });
+    }
+    s.handedOut.clear();
+  }
+
+  async function create(
+    s: SessionState,
+    data: Map<string, unknown>,
+    owner: string | undefined,
+  ): Promise<void> {
+    const now = Date.now();
+    const text = serialize(data);
+    for (let attempt = 0; ; attempt++) {
+      if (s.id === undefined || s.key === undefined || attempt > 0) Object.assign(s, issueId());
+      const record: StoredSession = {
+        data: text,
+        version: 1,
+        createdAt: now,
+        expiresAt: computeExpiresAt(policy, data.get(EXPIRY_KEY), now, now),
+        ...(owner !== undefined && { owner }),
+      };
+      // false only if 256 random bits collided with a live session: draw again.
+      if (await call(store, 'create', () => store.create(s.key!, record))) {
+        s.record = record;
+        s.data = data;
+        s.cookie = 'set';
+        return;
+      }
+      if (attempt >= 2)
+        throw new StoreUnavailableError(store.name, 'create kept reporting an existing key');
+    }
+  }
+
+  const commits = new KeyedMutex();
+  /** How many commits per key are running or queued in this process. */
+  const pending = new Map<string, number>();
+  /** The newest record this process wrote per key, kept while commits for it are queued. */
+  const written = new Map<string, StoredSession>();
+
+  async function casLoop(
+    s: SessionState,
+    key: string,
+    ops: Op[],
+  ): Promise<{ data: Map<string, unknown>; record: StoredSession | undefined }> {
+    let data = s.data;
+    let base = s.record!;
+    const newer = written.get(key);
+    if (newer && newer.version > base.version) {
+      base = newer;
+      data = replay(parseData(newer) ?? new Map(), ops);
+    }
+    for (let attempt = 1; ; attempt++) {
+      if (data.size === 0) {
+        // Emptied: Django deletes the cookie; the record goes too.
+        await call(store, 'destroy', () => store.destroy(key));
+        return { data, record: undefined };
+      }
+      const record: StoredSession = {
+        data: serialize(data),
+        version: base.version + 1,
+        createdAt: base.createdAt,
+        expiresAt: computeExpiresAt(policy, data.get(EXPIRY_KEY), base.createdAt, Date.now()),
+        ...(base.owner !== undefined && { owner: base.owner }),
+      };
+      const result = await call(store, 'update', () => store.update(key, record, base.version));
+      if (result === 'ok') {
+        if ((pending.get(key) ?? 0) > 1) written.set(key, record);
+        return { data, record };
+      }
+      if (result === 'missing') throw new SessionInterruptedError();
+      // A conflicting write means another request saved first: reload and re-apply our changes.
+      if (attempt >= maxRetries) throw new ConflictError(attempt);
+      if (attempt > 1) await sleep(randomInt(1 + 2 ** Math.min(attempt, 7)));
+      const latest = await call(store, 'get', () => store.get(key));
+      if (!latest) throw new SessionInterruptedError();
+      base = latest;
+      data = replay(parseData(latest) ?? new Map(), ops);
+    }
+  }
+
+  async function persist(s: SessionState): Promise<void> {
+    recordFlash(s);
+    recordNestedChanges(s);
+    const ops = s.ops;
+
+    if (s.oldKey !== undefined) {
+      const oldKey = s.oldKey;
+      if (s.cycled && s.record) {
+        // cycleKey: the newest data of the old record, with our changes, moves to the new ID.
+        const latest = await call(store, 'get', () => store.get(oldKey));
+        if (!latest) throw new SessionInterruptedError();
+        const data = replay(parseData(latest) ?? new Map(), ops);
+        s.record = undefined;
+        if (data.size > 0) await create(s, data, latest.owner);
+      }
+      // Created first, destroyed second: a failure in between never loses the session.
+      await call(store, 'destroy', () => store.destroy(oldKey));
+      s.oldKey = undefined;
+      s.cycled = false;
+      if (!s.record) s.cookie = 'delete';
+    }
+
+    if (!s.record) {
+      if (s.data.size > 0) await create(s, s.data, undefined);
+      else if (s.hadIncomingId) s.cookie = 'delete';
+      s.ops = [];
+      return;
+    }
+
+    const key = s.key!;
+    if (ops.length === 0) {
+      const setting = s.data.get(EXPIRY_KEY);
+      if (!isSliding(setting)) return;
+      const now = Date.now();
+      const next = computeExpiresAt(policy, setting, s.record.createdAt, now);
+      if (next - s.record.expiresAt >= touchMs) {
+        await call(store, 'touch', () => store.touch(key, next));
+        s.record = { ...s.record, expiresAt: next };
+        s.cookie = 'set';
+      }
+      return;
+    }
+
+    // Commits of one session in this process queue up, each starting from the
+    // record the previous one wrote: conflicts are then only cross-process.
+    pending.set(key, (pending.get(key) ?? 0) + 1);
+    const { data, record } = await commits
+      .run(key, () => casLoop(s, key, ops))
+      .finally(() => {
+        const left = (pending.get(key) ?? 1) - 1;
+        if (left > 0) pending.set(key, left);
+        else {
+          pending.delete(key);
+          written.delete(key);
+        }
+      });
+    s.record = record;
+    s.cookie = record ? 'set' : 'delete';
+    s.data = data;
+    s.ops = [];
+  }
+
+  function isSecure(request: IncomingRequest): boolean {
+    if (request.encrypted) return true;
+    if (!trustProxy) return false;
+    const proto = request.header('x-forwarded-proto');
+    return proto?.split(',')[0]?.trim().toLowerCase() === 'https';
+  }
+
+  const sessions: Sessions<D> = {
+    store,
+    cookie,
+
+    async load(request, loadOptions) {
+      const raw = readCookie(request.header('cookie'), cookie.name);
+      const id = raw === undefined ? undefined : decodeId(raw);
+      const state: SessionState = {
+        id: undefined,
+        key: undefined,
+        record: undefined,
+        data: new Map(),
+        ops: [],
+        handedOut: new Map(),
+        accessed: false,
+        oldKey: undefined,
+        cycled: false,
+        hadIncomingId: raw !== undefined,
+        flashIn: {},
+        flashNow: {},
+        flashOut: {},
+        flashKeep: new Set(),
+        policy,
+        clone,
+        stringifyValue,
+        persist: undefined,
+        issueId,
+        cookie: undefined,
+        lock: undefined,
+        secure: isSecure(request),
+      };
+      const session = new Session<D>(state);
+      state.persist = () => persist(state);
+      // A malformed or forged ID is never looked up, let alone adopted.
+      if (id === undefined) return session;
+
+      const key = storeKey(id);
+      if (loadOptions?.lock ?? lockByDefault) state.lock = await acquire(key);
+      try {
+        const record = await call(store, 'get', () => store.get(key));
+        // Unknown or expired: strict mode, a fresh ID will be issued if anything is stored.
+        const now = Date.now();
+        if (!record || record.expiresAt <= now) return session;
+        if (
+          policy.absoluteTimeout !== null &&
+          record.createdAt + policy.absoluteTimeout * 1000 <= now
+        ) {
+          return session;
+        }
+        const data = parseData(record);
+        if (!data) {
+          await call(store, 'destroy', () => store.destroy(key));
+          return session;
+        }
+        state.id = id;
+        state.key = key;
+        state.record = record;
+        state.data = data;
+        const flash = data.get(FLASH_KEY);
+        if (flash && typeof flash === 'object')
+          state.flashIn = { ...(flash as Record<string, unknown>) };
+        return session;
+      } catch (err) {
+        await releaseLock(state);
+        throw err;
+      }
+    },
+
+    async commit(session, status) {
+      const s = sessionState(session);
+      try {
+        if (status < 500) await persist(s);
+      } finally {
+        await releaseLock(s);
+      }
+      const headers: [string, string][] = [];
+      const secure = s.secure;
+      if (s.cookie === 'set' && s.id !== undefined && s.record) {
+        const browserSession = isBrowserSession(policy, s.data.get(EXPIRY_KEY));
+        const expires = browserSession ? undefined : new Date(s.record.expiresAt);
+        headers.push(['set-cookie', setCookieHeader(cookie, encodeId(s.id), secure, expires)]);
+      } else if (s.cookie === 'delete' && s.hadIncomingId) {
+        headers.push(['set-cookie', deleteCookieHeader(cookie, secure)]);
+      }
+      if (s.accessed || headers.length > 0) headers.push(['vary', 'Cookie']);
+      return { headers };
+    },
+
+    async abandon(session) {
+      await releaseLock(sessionState(session));
+    },
+
+    clearExpired() {
+      return call(store, 'clearExpired', () => store.clearExpired(Date.now()));
+    },
+
+    close() {
+      return store.close();
+    },
+  };
+  return sessions;
+}

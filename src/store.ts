@@ -1,0 +1,50 @@
+/**
+ * The store contract. Stores persist opaque records under a key that is
+ * already a hash of the session ID: they never see raw IDs, never parse
+ * session data and never decide policy (expiry windows, retries, merging).
+ */
+export interface StoredSession {
+  /** The serialized payload, opaque to the store. */
+  data: string;
+  /** Bumped by the manager on every successful write; compare-and-set compares it. */
+  version: number;
+  /** Milliseconds since the epoch; the record is gone for every reader after it. */
+  expiresAt: number;
+  /** Milliseconds since the epoch when the session was first saved. */
+  createdAt: number;
+  /** Optional owner (user id), for listing and revoking a user's sessions. */
+  owner?: string;
+}
+
+export type UpdateResult = 'ok' | 'conflict' | 'missing';
+
+export interface SessionStore {
+  /** Short name used in errors and logs: `[satchel] [sqlite] …`. */
+  readonly name: string;
+  /** The record, or undefined when absent or expired. Never creates anything. */
+  get(key: string): Promise<StoredSession | undefined>;
+  /** Inserts the record; false (and no change) when a live record already has this key. */
+  create(key: string, record: StoredSession): Promise<boolean>;
+  /**
+   * Atomic compare-and-set: writes `record` (whose `version` is the new one)
+   * only if the stored version equals `expectedVersion`. `missing` when there
+   * is no live record, `conflict` when the version differs.
+   */
+  update(key: string, record: StoredSession, expectedVersion: number): Promise<UpdateResult>;
+  /** Moves the expiry of a live record without changing its version; no-op when absent. */
+  touch(key: string, expiresAt: number): Promise<void>;
+  /** Removes the record; no-op when absent. */
+  destroy(key: string): Promise<void>;
+  /** Removes records whose expiresAt <= now, in bounded batches; resolves to how many. */
+  clearExpired(now?: number): Promise<number>;
+  /** Releases connections, handles and timers. */
+  close(): Promise<void>;
+  /**
+   * Optional cross-process advisory lock with expiry, for `lock: true`.
+   * Resolves true when `token` now holds the lock on `key`; false when another
+   * holder has it. A lock is gone after `ttlMs` even if never released.
+   */
+  lock?(key: string, token: string, ttlMs: number): Promise<boolean>;
+  /** Releases the lock if `token` holds it. */
+  unlock?(key: string, token: string): Promise<void>;
+}
