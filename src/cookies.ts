@@ -107,7 +107,7 @@ export function setCookieHeader(
     partitioned: options.partitioned,
     ...(expires && {
       expires,
-      maxAge: Math.max(0, Math.floor((expires.getTime() - Date.now()) / 1000)),
+      maxAge: Math.max(0, Math.round((expires.getTime() - Date.now()) / 1000)),
     }),
   });
   const size = Buffer.byteLength(header);

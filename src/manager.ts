@@ -37,9 +37,10 @@ import {
 import type { SessionStore, StoredSession } from './store.js';
 import { sqliteStore } from './stores/sqlite.js';
 
-/** Where warnings go: corrupt stored data, failed clean-ups. Never given a raw session ID. */
+/** Where satchel reports corrupt stored data and failed requests. Never given a raw session ID. */
 export interface Logger {
   warn(message: string, details?: Record<string, unknown>): void;
+  error(message: string, details?: Record<string, unknown>): void;
 }
 
 export interface SessionsOptions {
@@ -107,7 +108,7 @@ export interface SessionsOptions {
   lockTtl?: number;
   /** Compare-and-set attempts before ConflictError (503). @default 10 */
   maxRetries?: number;
-  /** @default console.warn */
+  /** @default console.warn and console.error */
   logger?: Logger;
 }
 
@@ -132,6 +133,7 @@ export interface CommitResult {
 export interface Sessions<D extends object = SessionData> {
   readonly store: SessionStore;
   readonly cookie: ResolvedCookieOptions;
+  readonly logger: Logger;
   /** Turns a request's session ID into a Session. Throws StoreUnavailableError when the store is down. */
   load(request: IncomingRequest, options?: LoadOptions): Promise<Session<D>>;
   /**
@@ -158,6 +160,7 @@ function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> 
 
 const defaultLogger: Logger = {
   warn: (message, details) => console.warn(message, details ?? ''),
+  error: (message, details) => console.error(message, details ?? ''),
 };
 
 function positive(name: string, value: number, allowZero = false): number {
@@ -511,6 +514,7 @@ export function createSessions<D extends object = SessionData>(
   const sessions: Sessions<D> = {
     store,
     cookie,
+    logger,
 
     async load(request, loadOptions) {
       const raw = readCookie(request.header('cookie'), cookie.name);

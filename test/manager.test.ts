@@ -305,7 +305,7 @@ describe('expiry', () => {
 describe('corrupt data and a store that is down', () => {
   it('reads corrupt stored data as an empty session and logs it without the session ID', async () => {
     const warn = vi.fn();
-    make({ logger: { warn } });
+    make({ logger: { warn, error: vi.fn() } });
     const a = await exchange(sessions, undefined, (s) => s.set('a', 1));
     const key = storeKey(a.value!);
     const record = (await store.get(key))!;

@@ -4,7 +4,6 @@ import type { Session, SessionData } from '../session.js';
 import { commitBeforeResponse, handleSessionError, incoming } from './http.js';
 
 declare global {
-  // biome-ignore lint/style/noNamespace: Express's own augmentation point
   namespace Express {
     interface Request {
       /** The visitor's session, typed by your `SessionData` declaration. */
@@ -27,10 +26,10 @@ export function session(sessions: Sessions<SessionData>, options?: LoadOptions):
     sessions.load(incoming(req), options).then(
       (loaded: Session<SessionData>) => {
         req.session = loaded;
-        commitBeforeResponse(sessions, loaded, res, (err) => handleSessionError(res, err, next));
+        commitBeforeResponse(sessions, loaded, res, next);
         next();
       },
-      (err: unknown) => handleSessionError(res, err, next),
+      (err: unknown) => handleSessionError(sessions, res, err, next),
     );
   };
 }

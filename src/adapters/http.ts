@@ -15,14 +15,31 @@ export function incoming(req: IncomingMessage): IncomingRequest {
   };
 }
 
-/** Answers a satchel error (store down: 503) with a plain-text message. */
-export function sendError(res: ServerResponse, err: SatchelError): void {
+/** What the client is told; the details (store name, cause) go to the logger only. */
+const PUBLIC_MESSAGES: Partial<Record<string, string>> = {
+  ERR_SATCHEL_STORE_UNAVAILABLE:
+    'Service Unavailable: the session store cannot be reached; please try again shortly.',
+  ERR_SATCHEL_CONFLICT:
+    'Service Unavailable: too many concurrent changes to this session; please try again.',
+  ERR_SATCHEL_LOCK_TIMEOUT:
+    'Service Unavailable: this session is busy with another request; please try again.',
+  ERR_SATCHEL_SESSION_INTERRUPTED:
+    'Bad Request: the session was deleted before the request completed (logged out in another tab?).',
+};
+
+/** Answers a satchel error with its status and a plain-text message, and logs it. */
+export function sendError(sessions: Sessions<any>, res: ServerResponse, err: SatchelError): void {
+  sessions.logger.error(err.message, {
+    code: err.code,
+    status: err.status,
+    cause: String(err.cause ?? ''),
+  });
   if (res.headersSent) {
-    res.destroy(err);
+    res.destroy();
     return;
   }
   for (const name of res.getHeaderNames()) res.removeHeader(name);
-  const body = `${err.status === 503 ? 'Service Unavailable' : 'Error'}: ${err.message.replace(/^\[satchel\] (\[\w+\] )?/, '')}\n`;
+  const body = `${PUBLIC_MESSAGES[err.code] ?? 'Internal Server Error'}\n`;
   res.writeHead(err.status, {
     'content-type': 'text/plain; charset=utf-8',
     'content-length': Buffer.byteLength(body),
@@ -43,8 +60,9 @@ export function commitBeforeResponse<D extends object>(
   sessions: Sessions<D>,
   session: Session<D>,
   res: ServerResponse,
-  onError: (err: unknown) => void,
+  otherwise: (err: unknown) => void,
 ): void {
+  const onError = (err: unknown) => handleSessionError(sessions, res, err, otherwise);
   const original = {
     writeHead: res.writeHead as Writer,
     write: res.write as Writer,
@@ -121,10 +139,11 @@ function appendVary(res: ServerResponse, field: string): void {
 
 /** An error thrown by satchel becomes its status; anything else is not ours to answer. */
 export function handleSessionError(
+  sessions: Sessions<any>,
   res: ServerResponse,
   err: unknown,
   otherwise: (err: unknown) => void,
 ): void {
-  if (SatchelError.is(err)) sendError(res, err);
+  if (SatchelError.is(err)) sendError(sessions, res, err);
   else otherwise(err);
 }

@@ -12,8 +12,8 @@ export type SessionHandler<D extends object = SessionData> = (
   res: ServerResponse,
 ) => unknown;
 
-function fail(res: ServerResponse, err: unknown): void {
-  console.error(err);
+function fail(sessions: Sessions<any>, res: ServerResponse, err: unknown): void {
+  sessions.logger.error('[satchel] request handler failed', { error: err });
   if (res.headersSent) {
     res.destroy();
     return;
@@ -41,18 +41,16 @@ export function withSessions<D extends object = SessionData>(
     try {
       session = await sessions.load(incoming(req), options);
     } catch (err) {
-      handleSessionError(res, err, (e) => fail(res, e));
+      handleSessionError(sessions, res, err, (e) => fail(sessions, res, e));
       return;
     }
     (req as SessionRequest<D>).session = session;
-    commitBeforeResponse(sessions, session, res, (err) =>
-      handleSessionError(res, err, (e) => fail(res, e)),
-    );
+    commitBeforeResponse(sessions, session, res, (e) => fail(sessions, res, e));
     try {
       await handler(req as SessionRequest<D>, res);
     } catch (err) {
       // Answered as a 500: the commit that follows saves nothing and releases the lock.
-      fail(res, err);
+      fail(sessions, res, err);
     }
   };
 }
