@@ -34,7 +34,7 @@ import {
   type SessionState,
   sessionState,
 } from './session.js';
-import type { SessionStore, StoredSession } from './store.js';
+import { type CookieStore, isCookieStore, type SessionStore, type StoredSession } from './store.js';
 import { sqliteStore } from './stores/sqlite.js';
 
 /** Where satchel reports corrupt stored data and failed requests. Never given a raw session ID. */
@@ -48,7 +48,7 @@ export interface SessionsOptions {
    * Where sessions are kept.
    * @default sqliteStore() — a `satchel-sessions.db` file in the working directory
    */
-  store?: SessionStore;
+  store?: SessionStore | CookieStore;
   /** The session cookie; see each field for its default. */
   cookie?: CookieOptions;
   /**
@@ -148,6 +148,26 @@ export interface Sessions<D extends object = SessionData> {
   close(): Promise<void>;
 }
 
+/**
+ * What `sessions.store` is for the cookie store: nothing lives on the server,
+ * so there is nothing to clear; the manager never calls the record methods.
+ */
+function cookieStoreFacade(sealer: CookieStore): SessionStore {
+  const never = async (): Promise<never> => {
+    throw new Error('[satchel] [cookie] the cookie store keeps no server-side records');
+  };
+  return {
+    name: sealer.name,
+    get: never,
+    create: never,
+    update: never,
+    touch: never,
+    destroy: never,
+    clearExpired: async () => 0,
+    close: () => sealer.close(),
+  };
+}
+
 function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), Math.max(0, ms));
@@ -239,7 +259,12 @@ export function createSessions<D extends object = SessionData>(
   const lockTtl = positive('lockTtl', options.lockTtl ?? 30_000);
   const maxRetries = Math.floor(positive('maxRetries', options.maxRetries ?? 10));
   const logger = options.logger ?? defaultLogger;
-  const store = options.store ?? sqliteStore();
+  const backing = options.store ?? sqliteStore();
+  const sealer = backing && isCookieStore(backing) ? backing : undefined;
+  if (sealer && lockByDefault) {
+    throw new ConfigError('lock needs a server-side store; the cookie store keeps no server state');
+  }
+  const store: SessionStore = sealer ? cookieStoreFacade(sealer) : (backing as SessionStore);
   for (const method of [
     'get',
     'create',
@@ -442,9 +467,41 @@ export function createSessions<D extends object = SessionData>(
     }
   }
 
+  /**
+   * The cookie store: the record travels in the cookie, so a save is only a
+   * decision to send a new sealed cookie (or delete it). Last response wins.
+   */
+  function persistSealed(s: SessionState): void {
+    const now = Date.now();
+    const renewed = s.cycled || s.oldKey !== undefined;
+    s.oldKey = undefined;
+    s.cycled = false;
+    if (s.data.size === 0) {
+      if (s.record || s.hadIncomingId) s.cookie = 'delete';
+      s.record = undefined;
+    } else {
+      const setting = s.data.get(EXPIRY_KEY);
+      const createdAt = s.record && !renewed ? s.record.createdAt : now;
+      const expiresAt = computeExpiresAt(policy, setting, createdAt, now);
+      const stale = s.record && isSliding(setting) && expiresAt - s.record.expiresAt >= touchMs;
+      if (!s.record || renewed || s.ops.length > 0 || stale) {
+        s.record = {
+          data: serialize(s.data),
+          version: (s.record?.version ?? 0) + 1,
+          createdAt,
+          expiresAt,
+          ...(s.record?.owner !== undefined && { owner: s.record.owner }),
+        };
+        s.cookie = 'set';
+      }
+    }
+    s.ops = [];
+  }
+
   async function persist(s: SessionState): Promise<void> {
     recordFlash(s);
     recordNestedChanges(s);
+    if (sealer) return persistSealed(s);
     const ops = s.ops;
 
     if (s.oldKey !== undefined) {
@@ -504,6 +561,29 @@ export function createSessions<D extends object = SessionData>(
     s.ops = [];
   }
 
+  /**
+   * Takes a loaded record into the session unless it is expired (idle or
+   * absolute) or unreadable; corrupt data is logged and read as a new session.
+   */
+  function adopt(state: SessionState, record: StoredSession): boolean {
+    const now = Date.now();
+    if (record.expiresAt <= now) return false;
+    if (
+      policy.absoluteTimeout !== null &&
+      record.createdAt + policy.absoluteTimeout * 1000 <= now
+    ) {
+      return false;
+    }
+    const data = parseData(record);
+    if (!data) return false;
+    state.record = record;
+    state.data = data;
+    const flash = data.get(FLASH_KEY);
+    if (flash && typeof flash === 'object')
+      state.flashIn = { ...(flash as Record<string, unknown>) };
+    return true;
+  }
+
   function isSecure(request: IncomingRequest): boolean {
     if (request.encrypted) return true;
     if (!trustProxy) return false;
@@ -518,7 +598,7 @@ export function createSessions<D extends object = SessionData>(
 
     async load(request, loadOptions) {
       const raw = readCookie(request.header('cookie'), cookie.name);
-      const id = raw === undefined ? undefined : decodeId(raw);
+      const id = raw === undefined || sealer ? undefined : decodeId(raw);
       const state: SessionState = {
         id: undefined,
         key: undefined,
@@ -545,6 +625,11 @@ export function createSessions<D extends object = SessionData>(
       };
       const session = new Session<D>(state);
       state.persist = () => persist(state);
+      if (sealer) {
+        const record = raw === undefined ? undefined : sealer.unseal(raw, Date.now());
+        if (record) adopt(state, record);
+        return session;
+      }
       // A malformed or forged ID is never looked up, let alone adopted.
       if (id === undefined) return session;
 
@@ -553,26 +638,13 @@ export function createSessions<D extends object = SessionData>(
       try {
         const record = await call(store, 'get', () => store.get(key));
         // Unknown or expired: strict mode, a fresh ID will be issued if anything is stored.
-        const now = Date.now();
-        if (!record || record.expiresAt <= now) return session;
-        if (
-          policy.absoluteTimeout !== null &&
-          record.createdAt + policy.absoluteTimeout * 1000 <= now
-        ) {
-          return session;
-        }
-        const data = parseData(record);
-        if (!data) {
+        if (!record) return session;
+        if (adopt(state, record)) {
+          state.id = id;
+          state.key = key;
+        } else if (record.expiresAt > Date.now()) {
           await call(store, 'destroy', () => store.destroy(key));
-          return session;
         }
-        state.id = id;
-        state.key = key;
-        state.record = record;
-        state.data = data;
-        const flash = data.get(FLASH_KEY);
-        if (flash && typeof flash === 'object')
-          state.flashIn = { ...(flash as Record<string, unknown>) };
         return session;
       } catch (err) {
         await releaseLock(state);
@@ -589,10 +661,11 @@ export function createSessions<D extends object = SessionData>(
       }
       const headers: [string, string][] = [];
       const secure = s.secure;
-      if (s.cookie === 'set' && s.id !== undefined && s.record) {
+      if (s.cookie === 'set' && s.record && (sealer || s.id !== undefined)) {
         const browserSession = isBrowserSession(policy, s.data.get(EXPIRY_KEY));
         const expires = browserSession ? undefined : new Date(s.record.expiresAt);
-        headers.push(['set-cookie', setCookieHeader(cookie, encodeId(s.id), secure, expires)]);
+        const value = sealer ? sealer.seal(s.record) : encodeId(s.id!);
+        headers.push(['set-cookie', setCookieHeader(cookie, value, secure, expires)]);
       } else if (s.cookie === 'delete' && s.hadIncomingId) {
         headers.push(['set-cookie', deleteCookieHeader(cookie, secure)]);
       }

@@ -48,3 +48,23 @@ export interface SessionStore {
   /** Releases the lock if `token` holds it. */
   unlock?(key: string, token: string): Promise<void>;
 }
+
+/**
+ * A store that keeps the whole record in the cookie, sealed (encrypted and
+ * authenticated), instead of on the server. The manager seals at commit and
+ * unseals at load; there is no ID, no compare-and-set and no server-side
+ * revocation.
+ */
+export interface CookieStore {
+  readonly name: string;
+  readonly kind: 'cookie';
+  /** The cookie value carrying `record`, expiry included. */
+  seal(record: StoredSession): string;
+  /** The record, or undefined when the value is malformed, forged, sealed by an unknown key or expired at `now`. */
+  unseal(value: string, now: number): StoredSession | undefined;
+  close(): Promise<void>;
+}
+
+export function isCookieStore(store: SessionStore | CookieStore): store is CookieStore {
+  return (store as CookieStore).kind === 'cookie';
+}
