@@ -118,6 +118,8 @@ export interface IncomingRequest {
   header(name: string): string | undefined;
   /** True when the connection itself is TLS. */
   encrypted: boolean;
+  /** The request target (path and query), for the URL transport. */
+  url?: string;
 }
 
 export interface LoadOptions {
@@ -126,7 +128,11 @@ export interface LoadOptions {
 }
 
 export interface CommitResult {
-  /** Headers to add to the response, in order (Set-Cookie, Vary). */
+  /**
+   * Headers to add to the response, lower-case names, in order: each
+   * `set-cookie` is appended, `vary` is merged into any Vary already set, and
+   * any other header replaces one of the same name.
+   */
   headers: [string, string][];
 }
 

@@ -12,6 +12,7 @@ export function incoming(req: IncomingMessage): IncomingRequest {
       return Array.isArray(value) ? value.join(', ') : value;
     },
     encrypted: Boolean((req.socket as TLSSocket).encrypted),
+    url: req.url,
   };
 }
 
@@ -87,7 +88,8 @@ export function commitBeforeResponse<D extends object>(
         restore();
         for (const [name, value] of headers) {
           if (name === 'vary') appendVary(res, value);
-          else appendHeader(res, name, value);
+          else if (name === 'set-cookie') appendHeader(res, name, value);
+          else res.setHeader(name, value);
         }
         for (const [fn, args] of queue) fn.apply(res, args);
       },
