@@ -52,6 +52,15 @@ export interface SessionsOptions {
   /** The session cookie; see each field for its default. */
   cookie?: CookieOptions;
   /**
+   * Where the session ID travels. `'cookie'` (the default); `{ type: 'header' }`
+   * for API and mobile clients (`Authorization: Session <id>` in, the new ID in
+   * a `Session-Id` response header, no cookies); or `{ type: 'url' }`: cookies
+   * plus a URL parameter for clients that refuse cookies — the ID then shows
+   * up in logs, history and shared links, so it is opt-in (see the README).
+   * @default 'cookie'
+   */
+  transport?: TransportOption;
+  /**
    * Seconds of inactivity after which a session expires (sliding, Django's
    * SESSION_COOKIE_AGE). Each request that finds the session pushes it back.
    * @default 1_209_600 (two weeks)
@@ -110,6 +119,61 @@ export interface SessionsOptions {
   maxRetries?: number;
   /** @default console.warn and console.error */
   logger?: Logger;
+}
+
+export type TransportOption =
+  | 'cookie'
+  | {
+      type: 'header';
+      /** Request header carrying the ID; `authorization` expects the `Session` scheme. @default 'authorization' */
+      header?: string;
+      /** Response header carrying a new ID (empty when the session ended). @default 'session-id' */
+      responseHeader?: string;
+    }
+  | {
+      type: 'url';
+      /** Query parameter carrying the ID when the request has no session cookie. @default 'sessionid' */
+      param?: string;
+    };
+
+interface Transport {
+  type: 'cookie' | 'header' | 'url';
+  header: string;
+  responseHeader: string;
+  param: string;
+}
+
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+
+function resolveTransport(option: TransportOption | undefined): Transport {
+  const base: Transport = {
+    type: 'cookie',
+    header: 'authorization',
+    responseHeader: 'session-id',
+    param: 'sessionid',
+  };
+  if (option === undefined || option === 'cookie') return base;
+  if (option?.type === 'header') {
+    const header = (option.header ?? base.header).toLowerCase();
+    const responseHeader = (option.responseHeader ?? base.responseHeader).toLowerCase();
+    for (const [name, value] of [
+      ['header', header],
+      ['responseHeader', responseHeader],
+    ] as const) {
+      if (!HEADER_NAME.test(value))
+        throw new ConfigError(`transport.${name} "${value}" is not a valid header name`);
+    }
+    return { ...base, type: 'header', header, responseHeader };
+  }
+  if (option?.type === 'url') {
+    const param = option.param ?? base.param;
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(param))
+      throw new ConfigError(`transport.param "${param}" must be 1-64 of A-Z a-z 0-9 _ . -`);
+    return { ...base, type: 'url', param };
+  }
+  throw new ConfigError(
+    `transport must be 'cookie', { type: 'header' } or { type: 'url' }; got ${JSON.stringify(option)}`,
+  );
 }
 
 /** The little an adapter tells the manager about a request. */
@@ -172,6 +236,10 @@ function cookieStoreFacade(sealer: CookieStore): SessionStore {
     clearExpired: async () => 0,
     close: () => sealer.close(),
   };
+}
+
+function headerCase(name: string): string {
+  return name.replace(/(^|-)([a-z])/g, (_, dash: string, c: string) => dash + c.toUpperCase());
 }
 
 function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
@@ -265,10 +333,16 @@ export function createSessions<D extends object = SessionData>(
   const lockTtl = positive('lockTtl', options.lockTtl ?? 30_000);
   const maxRetries = Math.floor(positive('maxRetries', options.maxRetries ?? 10));
   const logger = options.logger ?? defaultLogger;
+  const transport = resolveTransport(options.transport);
   const backing = options.store ?? sqliteStore();
   const sealer = backing && isCookieStore(backing) ? backing : undefined;
   if (sealer && lockByDefault) {
     throw new ConfigError('lock needs a server-side store; the cookie store keeps no server state');
+  }
+  if (sealer && transport.type === 'url') {
+    throw new ConfigError(
+      'the url transport needs a server-side store; a sealed cookie session does not belong in URLs',
+    );
   }
   const store: SessionStore = sealer ? cookieStoreFacade(sealer) : (backing as SessionStore);
   for (const method of [
@@ -590,6 +664,61 @@ export function createSessions<D extends object = SessionData>(
     return true;
   }
 
+  /** The incoming session ID (or sealed session), wherever the transport carries it. */
+  function readIncoming(request: IncomingRequest): {
+    raw: string | undefined;
+    fromUrl: boolean;
+    hadCookie: boolean;
+  } {
+    if (transport.type === 'header') {
+      let value = request.header(transport.header)?.trim();
+      if (value !== undefined && transport.header === 'authorization') {
+        const match = /^Session\s+(\S+)$/i.exec(value);
+        value = match?.[1];
+      }
+      return { raw: value || undefined, fromUrl: false, hadCookie: false };
+    }
+    const fromCookie = readCookie(request.header('cookie'), cookie.name);
+    if (fromCookie !== undefined || transport.type !== 'url' || request.url === undefined) {
+      return { raw: fromCookie, fromUrl: false, hadCookie: fromCookie !== undefined };
+    }
+    // Only a request with no session cookie may carry its ID in the URL.
+    const query = request.url.indexOf('?');
+    const target = request.url.split('#')[0]!;
+    const value = query < 0 ? null : new URLSearchParams(target.slice(query + 1)).get(transport.param);
+    return { raw: value ?? undefined, fromUrl: value !== null, hadCookie: false };
+  }
+
+  /** Adds the session ID to a link or form action for a client without cookies. */
+  function encodeUrl(state: SessionState, url: string): string {
+    // Links are rendered before the commit: a new session gets its ID now.
+    if (state.id === undefined) Object.assign(state, issueId());
+    state.urlEncoded = true;
+    const absolute = /^[a-z][a-z0-9+.-]*:/i.test(url);
+    const parsed = new URL(url, 'http://satchel.invalid');
+    parsed.searchParams.set(transport.param, encodeId(state.id!));
+    return absolute ? parsed.href : `${parsed.pathname}${parsed.search}${parsed.hash}`;
+  }
+
+  /** The response headers that carry the ID (or its deletion) for this transport. */
+  function transportHeaders(
+    s: SessionState,
+    value: string | undefined,
+    expires: Date | undefined,
+  ): [string, string][] {
+    if (transport.type === 'header') {
+      return [[transport.responseHeader, value ?? '']];
+    }
+    return [
+      [
+        'set-cookie',
+        value === undefined
+          ? deleteCookieHeader(cookie, s.secure)
+          : setCookieHeader(cookie, value, s.secure, expires),
+      ],
+    ];
+  }
+
   function isSecure(request: IncomingRequest): boolean {
     if (request.encrypted) return true;
     if (!trustProxy) return false;
@@ -603,7 +732,7 @@ export function createSessions<D extends object = SessionData>(
     logger,
 
     async load(request, loadOptions) {
-      const raw = readCookie(request.header('cookie'), cookie.name);
+      const { raw, fromUrl, hadCookie } = readIncoming(request);
       const id = raw === undefined || sealer ? undefined : decodeId(raw);
       const state: SessionState = {
         id: undefined,
@@ -628,7 +757,11 @@ export function createSessions<D extends object = SessionData>(
         cookie: undefined,
         lock: undefined,
         secure: isSecure(request),
+        fromUrl,
+        urlEncoded: false,
+        encodeUrl: undefined,
       };
+      if (transport.type === 'url' && !hadCookie) state.encodeUrl = (url) => encodeUrl(state, url);
       const session = new Session<D>(state);
       state.persist = () => persist(state);
       if (sealer) {
@@ -666,16 +799,24 @@ export function createSessions<D extends object = SessionData>(
         await releaseLock(s);
       }
       const headers: [string, string][] = [];
-      const secure = s.secure;
       if (s.cookie === 'set' && s.record && (sealer || s.id !== undefined)) {
         const browserSession = isBrowserSession(policy, s.data.get(EXPIRY_KEY));
         const expires = browserSession ? undefined : new Date(s.record.expiresAt);
         const value = sealer ? sealer.seal(s.record) : encodeId(s.id!);
-        headers.push(['set-cookie', setCookieHeader(cookie, value, secure, expires)]);
+        headers.push(...transportHeaders(s, value, expires));
       } else if (s.cookie === 'delete' && s.hadIncomingId) {
-        headers.push(['set-cookie', deleteCookieHeader(cookie, secure)]);
+        headers.push(...transportHeaders(s, undefined, undefined));
       }
-      if (s.accessed || headers.length > 0) headers.push(['vary', 'Cookie']);
+      if (s.accessed || headers.length > 0) {
+        headers.push([
+          'vary',
+          transport.type === 'header' ? headerCase(transport.header) : 'Cookie',
+        ]);
+      }
+      if (s.fromUrl || s.urlEncoded) {
+        // The ID is in this page's URL or links: keep it out of Referer headers and caches.
+        headers.push(['referrer-policy', 'no-referrer'], ['cache-control', 'private, no-store']);
+      }
       return { headers };
     },
 

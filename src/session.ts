@@ -76,6 +76,12 @@ export interface SessionState {
   lock: { key: string; token: string; release: () => void } | undefined;
   /** The request came over HTTPS (for cookie.secure: 'auto'). */
   secure: boolean;
+  /** The ID arrived in the URL (URL transport). */
+  fromUrl: boolean;
+  /** encodeUrl put the ID into a link of this response. */
+  urlEncoded: boolean;
+  /** Set by the URL transport for clients that sent no session cookie. */
+  encodeUrl: ((url: string) => string) | undefined;
 }
 
 let stateOf!: (session: Session<any>) => SessionState;
@@ -368,6 +374,15 @@ export class Session<D extends object = SessionData> {
   /** Keeps every incoming flash value for one more request (Rails' flash.keep). */
   reflash(): void {
     this.keepFlash();
+  }
+
+  /**
+   * The URL with the session ID added, for links and form actions, when the
+   * URL transport is on and this client sent no session cookie; otherwise the
+   * URL unchanged (Java's encodeURL).
+   */
+  encodeUrl(url: string): string {
+    return this.#s.encodeUrl ? this.#s.encodeUrl(url) : url;
   }
 
   /**
