@@ -685,7 +685,8 @@ export function createSessions<D extends object = SessionData>(
     // Only a request with no session cookie may carry its ID in the URL.
     const query = request.url.indexOf('?');
     const target = request.url.split('#')[0]!;
-    const value = query < 0 ? null : new URLSearchParams(target.slice(query + 1)).get(transport.param);
+    const value =
+      query < 0 ? null : new URLSearchParams(target.slice(query + 1)).get(transport.param);
     return { raw: value ?? undefined, fromUrl: value !== null, hadCookie: false };
   }
 
