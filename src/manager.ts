@@ -452,14 +452,16 @@ export function createSessions<D extends object = SessionData>(
 
   /** Moves this request's flash bookkeeping into the change log, once per save. */
   function recordFlash(s: SessionState): void {
-    const incoming = Object.keys(s.flashIn);
     const remove =
-      s.flashKeep === 'all' ? [] : incoming.filter((k) => !(s.flashKeep as Set<string>).has(k));
+      s.flashKeep === 'all'
+        ? []
+        : [...s.flashRead].filter((k) => !(s.flashKeep as Set<string>).has(k));
     if (remove.length === 0 && Object.keys(s.flashOut).length === 0) return;
     const op: Op = { t: 'flash', remove, add: s.flashOut };
     s.ops.push(op);
     applyOp(s.data, op, clone);
-    s.flashIn = {};
+    for (const key of remove) delete s.flashIn[key];
+    s.flashRead = new Set();
     s.flashOut = {};
   }
 
@@ -750,6 +752,7 @@ export function createSessions<D extends object = SessionData>(
         flashNow: {},
         flashOut: {},
         flashKeep: new Set(),
+        flashRead: new Set(),
         policy,
         clone,
         stringifyValue,

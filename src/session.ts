@@ -65,6 +65,8 @@ export interface SessionState {
   flashNow: Record<string, unknown>;
   flashOut: Record<string, unknown>;
   flashKeep: Set<string> | 'all';
+  /** Incoming flash keys read in this request: they are removed at commit (read once). */
+  flashRead: Set<string>;
   policy: ExpiryPolicy;
   clone: (value: unknown) => unknown;
   stringifyValue: (value: unknown) => string;
@@ -260,6 +262,7 @@ export class Session<D extends object = SessionData> {
     s.flashNow = {};
     s.flashOut = {};
     s.flashKeep = new Set();
+    s.flashRead = new Set();
   }
 
   /**
@@ -338,7 +341,11 @@ export class Session<D extends object = SessionData> {
     this.#write({ t: 'delete', k: TEST_COOKIE_KEY });
   }
 
-  /** Stores a value readable (with getFlash) during the next request only. */
+  /**
+   * Stores a value for the next request that reads it (getFlash or flashes);
+   * it is removed once read, so a request that never looks (an image, an API
+   * call racing the page) does not swallow it.
+   */
   flash(key: string, value: unknown): void {
     this.#s.accessed = true;
     this.#s.flashOut[key] = value;
@@ -350,20 +357,22 @@ export class Session<D extends object = SessionData> {
     this.#s.flashNow[key] = value;
   }
 
-  /** The flash value set by the previous request (or by flashNow); it is gone after this request. */
+  /** The flash value set by an earlier request (or by flashNow); reading it removes it at the end of this request. */
   getFlash<T = unknown>(key: string): T | undefined {
     const s = this.#s;
     s.accessed = true;
+    if (Object.hasOwn(s.flashIn, key)) s.flashRead.add(key);
     return (Object.hasOwn(s.flashNow, key) ? s.flashNow[key] : s.flashIn[key]) as T | undefined;
   }
 
   /** Every flash value readable in this request, e.g. to render messages. */
   flashes(): Record<string, unknown> {
     this.#s.accessed = true;
+    for (const key of Object.keys(this.#s.flashIn)) this.#s.flashRead.add(key);
     return { ...this.#s.flashIn, ...this.#s.flashNow };
   }
 
-  /** Keeps an incoming flash value (or, with no key, all of them) for one more request. */
+  /** Keeps an incoming flash value (or, with no key, all of them) after it was read here, for one more read. */
   keepFlash(key?: string): void {
     const s = this.#s;
     s.accessed = true;
@@ -371,7 +380,7 @@ export class Session<D extends object = SessionData> {
     else if (s.flashKeep !== 'all') s.flashKeep.add(key);
   }
 
-  /** Keeps every incoming flash value for one more request (Rails' flash.keep). */
+  /** Keeps every incoming flash value for one more read (Rails' flash.keep). */
   reflash(): void {
     this.keepFlash();
   }

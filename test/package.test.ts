@@ -18,7 +18,9 @@ describe('the published package', () => {
     const out = JSON.parse(
       execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }),
     ) as Record<string, string[]>;
-    expect(out.satchel).toEqual(expect.arrayContaining(['createSessions', 'Session', 'SatchelError']));
+    expect(out.satchel).toEqual(
+      expect.arrayContaining(['createSessions', 'Session', 'SatchelError']),
+    );
     expect(out['satchel/express']).toContain('session');
     expect(out['satchel/node']).toContain('withSessions');
     expect(out['satchel/stores/sqlite']).toContain('sqliteStore');

@@ -93,7 +93,7 @@ describe('Session dictionary API', () => {
 });
 
 describe('flash values', () => {
-  it('shows a flash value on the next request only', async () => {
+  it('shows a flash value on the next request that reads it, once', async () => {
     make();
     const a = await exchange(sessions, undefined, (s) => {
       s.set('x', 1);
@@ -107,20 +107,37 @@ describe('flash values', () => {
     await exchange(sessions, b.value, (s) => expect(s.getFlash('message')).toBeUndefined());
   });
 
-  it('keeps a flash value for one more request with keepFlash, and all with reflash', async () => {
+  it('keeps a read flash value for one more read with keepFlash, and all with reflash', async () => {
     make();
     const a = await exchange(sessions, undefined, (s) => {
       s.flash('one', 1);
       s.flash('two', 2);
     });
-    await exchange(sessions, a.value, (s) => s.keepFlash('one'));
+    await exchange(sessions, a.value, (s) => {
+      expect(s.flashes()).toEqual({ one: 1, two: 2 });
+      s.keepFlash('one');
+    });
     await exchange(sessions, a.value, (s) => expect(s.flashes()).toEqual({ one: 1 }));
     const b = await exchange(sessions, a.value, (s) => {
       s.flash('three', 3);
     });
-    await exchange(sessions, b.value, (s) => s.reflash());
+    await exchange(sessions, b.value, (s) => {
+      expect(s.getFlash('three')).toBe(3);
+      s.reflash();
+    });
     await exchange(sessions, b.value, (s) => expect(s.getFlash('three')).toBe(3));
     await exchange(sessions, b.value, (s) => expect(s.getFlash('three')).toBeUndefined());
+  });
+
+  it('does not swallow a flash value in a request that never reads it (a favicon racing the page)', async () => {
+    make();
+    const a = await exchange(sessions, undefined, (s) => s.flash('message', 'Added awesome-item'));
+    await exchange(sessions, a.value, (s) => s.get('cart'));
+    await exchange(sessions, a.value, () => {});
+    await exchange(sessions, a.value, (s) =>
+      expect(s.getFlash('message')).toBe('Added awesome-item'),
+    );
+    await exchange(sessions, a.value, (s) => expect(s.getFlash('message')).toBeUndefined());
   });
 
   it('shows flashNow values in this request and never stores them', async () => {
