@@ -14,7 +14,8 @@ export type SatchelErrorCode =
   | 'ERR_SATCHEL_COOKIE_TOO_LARGE'
   | 'ERR_SATCHEL_LOCK_TIMEOUT'
   | 'ERR_SATCHEL_SERIALIZE'
-  | 'ERR_SATCHEL_CORRUPT_DATA';
+  | 'ERR_SATCHEL_CORRUPT_DATA'
+  | 'ERR_SATCHEL_UNSUPPORTED';
 
 export class SatchelError extends Error {
   readonly code: SatchelErrorCode;
@@ -129,5 +130,12 @@ export class SerializeError extends SatchelError {
 export class CorruptDataError extends SatchelError {
   constructor(message: string, cause?: unknown) {
     super('ERR_SATCHEL_CORRUPT_DATA', `[satchel] ${message}`, { cause });
+  }
+}
+
+/** The store lacks a capability the call needs (e.g. listing sessions on the cookie store). */
+export class UnsupportedError extends SatchelError {
+  constructor(store: string, message: string) {
+    super('ERR_SATCHEL_UNSUPPORTED', `[satchel] [${store}] ${message}`);
   }
 }

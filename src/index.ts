@@ -10,6 +10,7 @@ export {
   SerializeError,
   SessionInterruptedError,
   StoreUnavailableError,
+  UnsupportedError,
 } from './errors.js';
 export { generateId, isWellFormedId, storeKey } from './ids.js';
 export {
@@ -18,10 +19,25 @@ export {
   type IncomingRequest,
   type LoadOptions,
   type Logger,
+  type SessionEvents,
   type Sessions,
+  type SessionSummary,
   type SessionsOptions,
+  type TransportOption,
 } from './manager.js';
 export type { CookieOptions } from './cookies.js';
 export { type ClassCodec, jsonSerializer, richSerializer, type Serializer } from './serializers.js';
-export { Session, type SessionData, type SessionKey, type Shape } from './session.js';
-export type { SessionStore, StoredSession, UpdateResult } from './store.js';
+export {
+  type DeviceInfo,
+  Session,
+  type SessionData,
+  type SessionKey,
+  type Shape,
+} from './session.js';
+export type {
+  CookieStore,
+  OwnedRecord,
+  SessionStore,
+  StoredSession,
+  UpdateResult,
+} from './store.js';

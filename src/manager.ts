@@ -16,6 +16,7 @@ import {
   SatchelError,
   SessionInterruptedError,
   StoreUnavailableError,
+  UnsupportedError,
 } from './errors.js';
 import { generateId, isWellFormedId, Signer, storeKey } from './ids.js';
 import { KeyedMutex } from './stores/lock.js';
@@ -26,8 +27,11 @@ import {
   EXPIRY_KEY,
   type ExpiryPolicy,
   FLASH_KEY,
+  OWNER_KEY,
   isBrowserSession,
   isSliding,
+  type DeviceInfo,
+  DEVICE_KEY,
   type Op,
   Session,
   type SessionData,
@@ -191,6 +195,33 @@ export interface LoadOptions {
   lock?: boolean;
 }
 
+/** Lifecycle events; `sessions.on(name, listener)`. Handles are opaque, never session IDs. */
+export interface SessionEvents {
+  created: { handle: string; owner: string | undefined };
+  rotated: { oldHandle: string; handle: string; owner: string | undefined };
+  destroyed: { handle: string; reason: 'flush' | 'emptied' | 'revoked' | 'corrupt' };
+  /** An expired session seen on load (absolute timeout), or a count removed by clearExpired. */
+  expired: { handle: string; via: 'load' } | { count: number; via: 'cleanup' };
+  'store-unavailable': { store: string; operation: string; error: StoreUnavailableError };
+}
+
+/** One of a user's sessions, as `listByOwner` returns it. */
+export interface SessionSummary {
+  /** Opaque handle for `revoke`; not the session ID. */
+  handle: string;
+  createdAt: Date;
+  expiresAt: Date;
+  /**
+   * When the session was last saved or touched, derived from its sliding
+   * expiry (exact to within `touchInterval`); `createdAt` when the session
+   * has a fixed expiry date.
+   */
+  lastSeenAt: Date;
+  device: DeviceInfo;
+  /** True for the session passed as `current`. */
+  current: boolean;
+}
+
 export interface CommitResult {
   /**
    * Headers to add to the response, lower-case names, in order: each
@@ -215,6 +246,17 @@ export interface Sessions<D extends object = SessionData> {
   abandon(session: Session<D>): Promise<void>;
   /** Removes expired sessions from stores without native expiry; resolves to how many. */
   clearExpired(): Promise<number>;
+  /** The live sessions of a user (see `session.setOwner`), newest first. */
+  listByOwner(owner: string, options?: { current?: Session<D> }): Promise<SessionSummary[]>;
+  /** Ends one session by its handle (from `listByOwner` or `session.handle`). */
+  revoke(handle: string): Promise<void>;
+  /** Ends every session of a user, except `except` (a session or handle); resolves to how many. */
+  revokeAllForOwner(owner: string, options?: { except?: Session<D> | string }): Promise<number>;
+  /** Listens to a lifecycle event; returns a function that stops listening. */
+  on<E extends keyof SessionEvents>(
+    event: E,
+    listener: (event: SessionEvents[E]) => void,
+  ): () => void;
   close(): Promise<void>;
 }
 
@@ -236,6 +278,22 @@ function cookieStoreFacade(sealer: CookieStore): SessionStore {
     clearExpired: async () => 0,
     close: () => sealer.close(),
   };
+}
+
+/** The record's indexed owner comes from the data, so merges and replays carry it like any key. */
+function ownerOf(data: Map<string, unknown>): { owner?: string } {
+  const owner = data.get(OWNER_KEY);
+  return typeof owner === 'string' ? { owner } : {};
+}
+
+const HANDLE = /^[A-Za-z0-9_-]{43}$/;
+
+function assertHandle(handle: string): void {
+  if (typeof handle !== 'string' || !HANDLE.test(handle)) {
+    throw new TypeError(
+      '[satchel] not a session handle (expected what listByOwner or session.handle gave)',
+    );
+  }
 }
 
 function headerCase(name: string): string {
@@ -286,13 +344,25 @@ function resolveSecrets(secrets: SessionsOptions['secrets']): Signer | undefined
 }
 
 /** Wraps a store call so any failure surfaces as StoreUnavailableError naming the store. */
-async function call<T>(store: SessionStore, what: string, fn: () => Promise<T>): Promise<T> {
+async function callStore<T>(
+  store: SessionStore,
+  what: string,
+  fn: () => Promise<T>,
+  onUnavailable: (err: StoreUnavailableError, operation: string) => void,
+): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (SatchelError.is(err)) throw err;
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new StoreUnavailableError(store.name, `${what} failed: ${reason}`, err);
+    if (SatchelError.is(err) && err.code !== 'ERR_SATCHEL_STORE_UNAVAILABLE') throw err;
+    const unavailable = SatchelError.is(err)
+      ? (err as StoreUnavailableError)
+      : new StoreUnavailableError(
+          store.name,
+          `${what} failed: ${err instanceof Error ? err.message : String(err)}`,
+          err,
+        );
+    onUnavailable(unavailable, what);
+    throw unavailable;
   }
 }
 
@@ -359,6 +429,32 @@ export function createSessions<D extends object = SessionData>(
     }
   }
 
+  const listeners = new Map<keyof SessionEvents, Set<(event: never) => void>>();
+  /** Listeners are optional: with none, no event object is even built. */
+  function emit<E extends keyof SessionEvents>(name: E, make: () => SessionEvents[E]): void {
+    const set = listeners.get(name);
+    if (!set || set.size === 0) return;
+    const event = make();
+    for (const listener of set) {
+      try {
+        (listener as (e: SessionEvents[E]) => void)(event);
+      } catch (err) {
+        logger.error(`[satchel] a "${name}" listener threw`, { error: err });
+      }
+    }
+  }
+  const unsupported = (what: string) =>
+    new UnsupportedError(
+      store.name,
+      sealer
+        ? `the cookie store cannot ${what}: it keeps nothing on the server`
+        : `this store cannot ${what}: it has no owner index`,
+    );
+  const call = <T>(what: string, fn: () => Promise<T>): Promise<T> =>
+    callStore(store, what, fn, (error, operation) =>
+      emit('store-unavailable', () => ({ store: store.name, operation, error })),
+    );
+
   const clone = (value: unknown): unknown =>
     value === null || typeof value !== 'object'
       ? value
@@ -413,7 +509,7 @@ export function createSessions<D extends object = SessionData>(
         throw new LockTimeoutError(lockTimeout);
       if (store.lock) {
         let wait = 5;
-        while (!(await call(store, 'lock', () => store.lock!(key, token, lockTtl)))) {
+        while (!(await call('lock', () => store.lock!(key, token, lockTtl)))) {
           if (Date.now() + wait > deadline) throw new LockTimeoutError(lockTimeout);
           await sleep(wait + randomInt(5));
           wait = Math.min(wait * 2, 100);
@@ -431,7 +527,7 @@ export function createSessions<D extends object = SessionData>(
     if (!lock) return;
     state.lock = undefined;
     try {
-      if (store.unlock) await call(store, 'unlock', () => store.unlock!(lock.key, lock.token));
+      if (store.unlock) await call('unlock', () => store.unlock!(lock.key, lock.token));
     } finally {
       lock.release();
     }
@@ -477,7 +573,7 @@ export function createSessions<D extends object = SessionData>(
   async function create(
     s: SessionState,
     data: Map<string, unknown>,
-    owner: string | undefined,
+    announce = true,
   ): Promise<void> {
     const now = Date.now();
     const text = serialize(data);
@@ -488,13 +584,14 @@ export function createSessions<D extends object = SessionData>(
         version: 1,
         createdAt: now,
         expiresAt: computeExpiresAt(policy, data.get(EXPIRY_KEY), now, now),
-        ...(owner !== undefined && { owner }),
+        ...ownerOf(data),
       };
       // false only if 256 random bits collided with a live session: draw again.
-      if (await call(store, 'create', () => store.create(s.key!, record))) {
+      if (await call('create', () => store.create(s.key!, record))) {
         s.record = record;
         s.data = data;
         s.cookie = 'set';
+        if (announce) emit('created', () => ({ handle: s.key!, owner: record.owner }));
         return;
       }
       if (attempt >= 2)
@@ -523,7 +620,8 @@ export function createSessions<D extends object = SessionData>(
     for (let attempt = 1; ; attempt++) {
       if (data.size === 0) {
         // Emptied: Django deletes the cookie; the record goes too.
-        await call(store, 'destroy', () => store.destroy(key));
+        await call('destroy', () => store.destroy(key));
+        emit('destroyed', () => ({ handle: key, reason: 'emptied' }));
         return { data, record: undefined };
       }
       const record: StoredSession = {
@@ -531,9 +629,9 @@ export function createSessions<D extends object = SessionData>(
         version: base.version + 1,
         createdAt: base.createdAt,
         expiresAt: computeExpiresAt(policy, data.get(EXPIRY_KEY), base.createdAt, Date.now()),
-        ...(base.owner !== undefined && { owner: base.owner }),
+        ...ownerOf(data),
       };
-      const result = await call(store, 'update', () => store.update(key, record, base.version));
+      const result = await call('update', () => store.update(key, record, base.version));
       if (result === 'ok') {
         if ((pending.get(key) ?? 0) > 1) written.set(key, record);
         return { data, record };
@@ -542,7 +640,7 @@ export function createSessions<D extends object = SessionData>(
       // A conflicting write means another request saved first: reload and re-apply our changes.
       if (attempt >= maxRetries) throw new ConflictError(attempt);
       if (attempt > 1) await sleep(randomInt(1 + 2 ** Math.min(attempt, 7)));
-      const latest = await call(store, 'get', () => store.get(key));
+      const latest = await call('get', () => store.get(key));
       if (!latest) throw new SessionInterruptedError();
       base = latest;
       data = replay(parseData(latest) ?? new Map(), ops);
@@ -572,7 +670,7 @@ export function createSessions<D extends object = SessionData>(
           version: (s.record?.version ?? 0) + 1,
           createdAt,
           expiresAt,
-          ...(s.record?.owner !== undefined && { owner: s.record.owner }),
+          ...ownerOf(s.data),
         };
         s.cookie = 'set';
       }
@@ -590,21 +688,28 @@ export function createSessions<D extends object = SessionData>(
       const oldKey = s.oldKey;
       if (s.cycled && s.record) {
         // cycleKey: the newest data of the old record, with our changes, moves to the new ID.
-        const latest = await call(store, 'get', () => store.get(oldKey));
+        const latest = await call('get', () => store.get(oldKey));
         if (!latest) throw new SessionInterruptedError();
         const data = replay(parseData(latest) ?? new Map(), ops);
         s.record = undefined;
-        if (data.size > 0) await create(s, data, latest.owner);
+        if (data.size > 0) await create(s, data, false);
       }
       // Created first, destroyed second: a failure in between never loses the session.
-      await call(store, 'destroy', () => store.destroy(oldKey));
+      await call('destroy', () => store.destroy(oldKey));
+      if (s.record)
+        emit('rotated', () => ({
+          oldHandle: oldKey,
+          handle: s.key!,
+          owner: ownerOf(s.data).owner,
+        }));
+      else emit('destroyed', () => ({ handle: oldKey, reason: 'flush' }));
       s.oldKey = undefined;
       s.cycled = false;
       if (!s.record) s.cookie = 'delete';
     }
 
     if (!s.record) {
-      if (s.data.size > 0) await create(s, s.data, undefined);
+      if (s.data.size > 0) await create(s, s.data);
       else if (s.hadIncomingId) s.cookie = 'delete';
       s.ops = [];
       return;
@@ -617,7 +722,7 @@ export function createSessions<D extends object = SessionData>(
       const now = Date.now();
       const next = computeExpiresAt(policy, setting, s.record.createdAt, now);
       if (next - s.record.expiresAt >= touchMs) {
-        await call(store, 'touch', () => store.touch(key, next));
+        await call('touch', () => store.touch(key, next));
         s.record = { ...s.record, expiresAt: next };
         s.cookie = 'set';
       }
@@ -657,7 +762,10 @@ export function createSessions<D extends object = SessionData>(
       return false;
     }
     const data = parseData(record);
-    if (!data) return false;
+    if (!data) {
+      state.corrupt = true;
+      return false;
+    }
     state.record = record;
     state.data = data;
     const flash = data.get(FLASH_KEY);
@@ -753,6 +861,7 @@ export function createSessions<D extends object = SessionData>(
         flashOut: {},
         flashKeep: new Set(),
         flashRead: new Set(),
+        corrupt: false,
         policy,
         clone,
         stringifyValue,
@@ -779,14 +888,18 @@ export function createSessions<D extends object = SessionData>(
       const key = storeKey(id);
       if (loadOptions?.lock ?? lockByDefault) state.lock = await acquire(key);
       try {
-        const record = await call(store, 'get', () => store.get(key));
+        const record = await call('get', () => store.get(key));
         // Unknown or expired: strict mode, a fresh ID will be issued if anything is stored.
         if (!record) return session;
         if (adopt(state, record)) {
           state.id = id;
           state.key = key;
         } else if (record.expiresAt > Date.now()) {
-          await call(store, 'destroy', () => store.destroy(key));
+          // Past the absolute timeout, or unreadable: it goes now rather than at its expiry.
+          await call('destroy', () => store.destroy(key));
+          const corrupt = state.corrupt;
+          if (corrupt) emit('destroyed', () => ({ handle: key, reason: 'corrupt' }));
+          else emit('expired', () => ({ handle: key, via: 'load' }));
         }
         return session;
       } catch (err) {
@@ -828,8 +941,75 @@ export function createSessions<D extends object = SessionData>(
       await releaseLock(sessionState(session));
     },
 
-    clearExpired() {
-      return call(store, 'clearExpired', () => store.clearExpired(Date.now()));
+    async clearExpired() {
+      const count = await call('clearExpired', () => store.clearExpired(Date.now()));
+      if (count > 0) emit('expired', () => ({ count, via: 'cleanup' }));
+      return count;
+    },
+
+    async listByOwner(owner, listOptions) {
+      if (!store.listByOwner) throw unsupported('list sessions by owner');
+      const current = listOptions?.current ? sessionState(listOptions.current).key : undefined;
+      const now = Date.now();
+      const rows = await call('listByOwner', () => store.listByOwner!(owner));
+      const out: SessionSummary[] = [];
+      for (const { key, record } of rows) {
+        if (record.expiresAt <= now || record.owner !== owner) continue;
+        const data = parseData(record);
+        // The index may lag a write; the record's data is the truth.
+        if (!data || data.get(OWNER_KEY) !== owner) continue;
+        const setting = data.get(EXPIRY_KEY);
+        const window =
+          typeof setting === 'number' && setting > 0 ? setting * 1000 : policy.idleTimeout * 1000;
+        const lastSeen = isSliding(setting)
+          ? Math.max(record.createdAt, Math.min(now, record.expiresAt - window))
+          : record.createdAt;
+        const device = data.get(DEVICE_KEY);
+        out.push({
+          handle: key,
+          createdAt: new Date(record.createdAt),
+          expiresAt: new Date(record.expiresAt),
+          lastSeenAt: new Date(lastSeen),
+          device: device && typeof device === 'object' ? { ...(device as DeviceInfo) } : {},
+          current: key === current,
+        });
+      }
+      return out.sort((a, b) => b.lastSeenAt.getTime() - a.lastSeenAt.getTime());
+    },
+
+    async revoke(handle) {
+      assertHandle(handle);
+      if (sealer) throw unsupported('revoke a session (rotate the secrets to invalidate cookies)');
+      await call('destroy', () => store.destroy(handle));
+      emit('destroyed', () => ({ handle, reason: 'revoked' }));
+    },
+
+    async revokeAllForOwner(owner, revokeOptions) {
+      const except = revokeOptions?.except;
+      const exceptKey =
+        typeof except === 'string' ? except : except ? sessionState(except).key : undefined;
+      if (exceptKey !== undefined) assertHandle(exceptKey);
+      let handles: string[];
+      let count: number;
+      if (store.destroyByOwner && !listeners.get('destroyed')?.size) {
+        handles = [];
+        count = await call('destroyByOwner', () => store.destroyByOwner!(owner, exceptKey));
+      } else {
+        handles = (await sessions.listByOwner(owner))
+          .map((s) => s.handle)
+          .filter((h) => h !== exceptKey);
+        for (const handle of handles) await call('destroy', () => store.destroy(handle));
+        count = handles.length;
+      }
+      for (const handle of handles) emit('destroyed', () => ({ handle, reason: 'revoked' }));
+      return count;
+    },
+
+    on(event, listener) {
+      let set = listeners.get(event);
+      if (!set) listeners.set(event, (set = new Set()));
+      set.add(listener as (event: never) => void);
+      return () => void set.delete(listener as (event: never) => void);
     },
 
     close() {

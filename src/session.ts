@@ -22,8 +22,20 @@ export type SessionKey<D> = keyof Shape<D> & string;
 export const RESERVED_PREFIX = '_satchel_';
 export const FLASH_KEY = `${RESERVED_PREFIX}flash`;
 export const EXPIRY_KEY = `${RESERVED_PREFIX}expiry`;
+export const OWNER_KEY = `${RESERVED_PREFIX}owner`;
+export const DEVICE_KEY = `${RESERVED_PREFIX}device`;
 const TEST_COOKIE_KEY = `${RESERVED_PREFIX}testcookie`;
 const TEST_COOKIE_VALUE = 'worked';
+
+/** What an app chooses to record about the device a session belongs to, for "your devices" pages. */
+export interface DeviceInfo {
+  /** e.g. the User-Agent header. */
+  userAgent?: string;
+  /** The client IP, if the app chooses to keep it (personal data: your call). */
+  ip?: string;
+  /** Anything else, e.g. a label the user gave the device. */
+  [key: string]: string | undefined;
+}
 
 /** Per-session expiry as stored: seconds of inactivity, 0 for browser close, or a fixed time. */
 export type ExpirySetting = number | { at: number };
@@ -78,6 +90,8 @@ export interface SessionState {
   lock: { key: string; token: string; release: () => void } | undefined;
   /** The request came over HTTPS (for cookie.secure: 'auto'). */
   secure: boolean;
+  /** The stored record could not be read (and was deleted). */
+  corrupt: boolean;
   /** The ID arrived in the URL (URL transport). */
   fromUrl: boolean;
   /** encodeUrl put the ID into a link of this response. */
@@ -218,6 +232,39 @@ export class Session<D extends object = SessionData> {
     const s = this.#s;
     s.accessed = true;
     return s.data.size === 0 && Object.keys(s.flashOut).length === 0;
+  }
+
+  /**
+   * Ties the session to a user (typically at login, with `cycleKey()`), so
+   * `sessions.listByOwner(userId)` finds it and `revokeAllForOwner` ends it.
+   * `device` is shown in those listings. `null` unties it.
+   */
+  setOwner(owner: string | null, device?: DeviceInfo): void {
+    if (owner !== null && (typeof owner !== 'string' || owner.length === 0 || owner.length > 256)) {
+      throw new TypeError('setOwner: owner must be a non-empty string of at most 256 characters');
+    }
+    if (owner === null) {
+      this.#write({ t: 'delete', k: OWNER_KEY });
+      this.#write({ t: 'delete', k: DEVICE_KEY });
+      return;
+    }
+    this.#write({ t: 'set', k: OWNER_KEY, v: owner });
+    if (device !== undefined) this.#write({ t: 'set', k: DEVICE_KEY, v: { ...device } });
+  }
+
+  /** The user this session belongs to (setOwner), if any. */
+  get owner(): string | undefined {
+    const owner = this.#s.data.get(OWNER_KEY);
+    return typeof owner === 'string' ? owner : undefined;
+  }
+
+  /**
+   * An opaque handle naming this session in `listByOwner` results and for
+   * `revoke` — not the session ID, and useless as a credential. Undefined
+   * until the session is stored.
+   */
+  get handle(): string | undefined {
+    return this.#s.record ? this.#s.key : undefined;
   }
 
   /** The session ID cookie would carry, or undefined for a new session nothing was stored in yet. */

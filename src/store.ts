@@ -47,6 +47,19 @@ export interface SessionStore {
   lock?(key: string, token: string, ttlMs: number): Promise<boolean>;
   /** Releases the lock if `token` holds it. */
   unlock?(key: string, token: string): Promise<void>;
+  /**
+   * Optional owner index: the live records whose `owner` is `owner`, with
+   * their keys. The manager turns them into summaries (stores never parse
+   * data), so this returns records rather than DESIGN.md's summaries.
+   */
+  listByOwner?(owner: string): Promise<OwnedRecord[]>;
+  /** Optional: removes every record of `owner` except `exceptKey`; resolves to how many. */
+  destroyByOwner?(owner: string, exceptKey?: string): Promise<number>;
+}
+
+export interface OwnedRecord {
+  key: string;
+  record: StoredSession;
 }
 
 /**

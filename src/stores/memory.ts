@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import { ConfigError, StoreUnavailableError } from '../errors.js';
-import type { SessionStore, StoredSession, UpdateResult } from '../store.js';
+import type { OwnedRecord, SessionStore, StoredSession, UpdateResult } from '../store.js';
 import { LockTable } from './lock.js';
 
 export interface MemoryStoreOptions {
@@ -31,8 +31,17 @@ export function memoryStore(options: MemoryStoreOptions = {}): SessionStore {
   // and no TTL resolution cache, so the cache never starts a timer. Stale
   // entries stay visible to peek and iteration so that clearExpired(now) can
   // count them; every read checks expiresAt itself.
+  // owner -> keys; kept in step with the cache, evictions included.
+  const owners = new Map<string, Set<string>>();
+  const unindex = (key: string, owner: string | undefined): void => {
+    if (owner === undefined) return;
+    const keys = owners.get(owner);
+    keys?.delete(key);
+    if (keys?.size === 0) owners.delete(owner);
+  };
   const cache = new LRUCache<string, StoredSession>({
     max: maxEntries,
+    dispose: (record, key) => unindex(key, record.owner),
     allowStale: true,
     ttlAutopurge: false,
     ttlResolution: 0,
@@ -58,6 +67,11 @@ export function memoryStore(options: MemoryStoreOptions = {}): SessionStore {
       start = record.expiresAt - 1;
     }
     cache.set(key, copy(record), { ttl, start });
+    if (record.owner !== undefined) {
+      let keys = owners.get(record.owner);
+      if (!keys) owners.set(record.owner, (keys = new Set()));
+      keys.add(key);
+    }
   };
 
   const live = (key: string, now = Date.now()): StoredSession | undefined => {
@@ -117,9 +131,32 @@ export function memoryStore(options: MemoryStoreOptions = {}): SessionStore {
       return expired.length;
     },
 
+    async listByOwner(owner) {
+      ensureOpen();
+      const now = Date.now();
+      const out: OwnedRecord[] = [];
+      for (const key of owners.get(owner) ?? []) {
+        const record = live(key, now);
+        if (record?.owner === owner) out.push({ key, record: copy(record) });
+      }
+      return out;
+    },
+
+    async destroyByOwner(owner, exceptKey) {
+      ensureOpen();
+      let removed = 0;
+      for (const key of [...(owners.get(owner) ?? [])]) {
+        if (key === exceptKey) continue;
+        if (live(key) !== undefined) removed++;
+        cache.delete(key);
+      }
+      return removed;
+    },
+
     async close() {
       closed = true;
       cache.clear();
+      owners.clear();
       locks.clear();
     },
 

@@ -153,15 +153,19 @@ export function sqliteStore(options: SqliteStoreOptions = {}): SessionStore {
 
     async get(key) {
       const row = guard('get', () => statements.get.get(key, Date.now()));
-      if (row === undefined) return undefined;
-      const record: StoredSession = {
-        data: row.data,
-        version: row.version,
-        expiresAt: row.expires_at,
-        createdAt: row.created_at,
-      };
-      if (row.owner !== null) record.owner = row.owner;
-      return record;
+      return row === undefined ? undefined : toRecord(row);
+    },
+
+    async listByOwner(owner) {
+      const rows = guard('listByOwner', () => statements.byOwner.all(owner, Date.now()));
+      return rows.map((row) => ({ key: row.key, record: toRecord(row) }));
+    },
+
+    async destroyByOwner(owner, exceptKey) {
+      return guard(
+        'destroyByOwner',
+        () => statements.destroyByOwner.run(owner, exceptKey ?? '', Date.now()).changes,
+      );
     },
 
     async create(key, record) {
@@ -225,6 +229,17 @@ export function sqliteStore(options: SqliteStoreOptions = {}): SessionStore {
   };
 }
 
+function toRecord(row: Row): StoredSession {
+  const record: StoredSession = {
+    data: row.data,
+    version: row.version,
+    expiresAt: row.expires_at,
+    createdAt: row.created_at,
+  };
+  if (row.owner !== null) record.owner = row.owner;
+  return record;
+}
+
 function prepareStatements(db: Database.Database, table: string) {
   const t = `"${table}"`;
   const locksTable = `"${table}_locks"`;
@@ -248,6 +263,12 @@ function prepareStatements(db: Database.Database, table: string) {
       `UPDATE ${t} SET data = @data, version = @version, expires_at = @expiresAt,
          created_at = @createdAt, owner = @owner
        WHERE key = @key AND version = @expectedVersion AND expires_at > @now`,
+    ),
+    byOwner: s<[string, number], Row & { key: string }>(
+      `SELECT key, data, version, expires_at, created_at, owner FROM ${t} WHERE owner = ? AND expires_at > ?`,
+    ),
+    destroyByOwner: s<[string, string, number]>(
+      `DELETE FROM ${t} WHERE owner = ? AND key <> ? AND expires_at > ?`,
     ),
     exists: s<[string, number]>(`SELECT 1 FROM ${t} WHERE key = ? AND expires_at > ?`),
     touch: s<[number, string, number]>(

@@ -16,6 +16,8 @@ export interface StoreCapabilities {
    * that records survive close and reopen. Absent for stores that forget.
    */
   persistent?: () => Promise<SessionStore> | SessionStore;
+  /** The store implements the owner index: `listByOwner` and `destroyByOwner`. */
+  owners?: boolean;
 }
 
 type Factory = () => Promise<SessionStore> | SessionStore;
@@ -348,6 +350,58 @@ export function describeStore(
           await store.unlock?.(a, 'x');
           await store.unlock?.(b, 'y');
           expect(await store.get(a)).toBeDefined();
+        });
+      });
+    }
+
+    if (capabilities.owners) {
+      describe('owner index', () => {
+        const owner = () => `user-${randomBytes(6).toString('hex')}`;
+        const keysOf = async (who: string) =>
+          (await store.listByOwner!(who)).map((row) => row.key).sort();
+
+        it('lists the live records of an owner, with their keys, and nobody else’s', async () => {
+          const ann = owner();
+          const [a, b, other, expired] = [newKey(), newKey(), newKey(), newKey()];
+          await store.create(a, newRecord({ owner: ann }));
+          await store.create(b, newRecord({ owner: ann, data: 'second' }));
+          await store.create(other, newRecord({ owner: owner() }));
+          await store.create(expired, newRecord({ owner: ann, expiresAt: Date.now() - 1 }));
+          expect(await keysOf(ann)).toEqual([a, b].sort());
+          const row = (await store.listByOwner!(ann)).find((r) => r.key === b)!;
+          expect(row.record.data).toBe('second');
+          expect(row.record.owner).toBe(ann);
+          expect(await store.listByOwner!(owner())).toEqual([]);
+        });
+
+        it('follows owner changes made by update and forgets destroyed records', async () => {
+          const [ann, bob] = [owner(), owner()];
+          const key = newKey();
+          await store.create(key, newRecord({ owner: ann }));
+          expect(await store.update(key, newRecord({ owner: bob, version: 2 }), 1)).toBe('ok');
+          expect(await keysOf(ann)).toEqual([]);
+          expect(await keysOf(bob)).toEqual([key]);
+          const anonymous = newRecord({ version: 3 });
+          delete anonymous.owner;
+          expect(await store.update(key, anonymous, 2)).toBe('ok');
+          expect(await keysOf(bob)).toEqual([]);
+          await store.update(key, newRecord({ owner: bob, version: 4 }), 3);
+          await store.destroy(key);
+          expect(await keysOf(bob)).toEqual([]);
+        });
+
+        it('destroys every record of an owner except one, and counts them', async () => {
+          const ann = owner();
+          const keys = [newKey(), newKey(), newKey()];
+          const bystander = newKey();
+          for (const key of keys) await store.create(key, newRecord({ owner: ann }));
+          await store.create(bystander, newRecord({ owner: owner() }));
+          expect(await store.destroyByOwner!(ann, keys[0])).toBe(2);
+          expect(await keysOf(ann)).toEqual([keys[0]]);
+          expect(await store.get(keys[1]!)).toBeUndefined();
+          expect(await store.get(bystander)).toBeDefined();
+          expect(await store.destroyByOwner!(ann)).toBe(1);
+          expect(await keysOf(ann)).toEqual([]);
         });
       });
     }

@@ -12,6 +12,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describeStore('sqlite', () => sqliteStore({ path }), {
   lock: true,
+  owners: true,
   persistent: () => sqliteStore({ path }),
 });
 
