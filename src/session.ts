@@ -9,13 +9,14 @@ import type { StoredSession } from './store.js';
  * }
  * ```
  *
- * Left empty, every key is a `string` and every value `unknown`.
+ * Left empty, every key is a `string` and every value `any`, as in Django and
+ * express-session; declare the shape to have `get`, `set` and `update` checked.
  */
 // biome-ignore lint/suspicious/noEmptyInterface: filled in by declaration merging
 export interface SessionData {}
 
-/** `D` itself once declared; any string key with unknown values while it is empty. */
-export type Shape<D> = [keyof D] extends [never] ? Record<string, unknown> : D;
+/** `D` itself once declared; any string key with `any` values while it is empty. */
+export type Shape<D> = [keyof D] extends [never] ? Record<string, any> : D;
 export type SessionKey<D> = keyof Shape<D> & string;
 
 /** Keys satchel keeps in the data for itself; hidden from keys(), values() and entries(). */
