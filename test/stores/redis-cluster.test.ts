@@ -1,0 +1,105 @@
+import { Cluster } from 'ioredis';
+import { createCluster } from 'redis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { redisStore } from '../../src/stores/redis.js';
+import {
+  type RedisCluster,
+  redisServerMissing,
+  startRedisCluster,
+} from '../support/redis-cluster.js';
+import { describeStore, newKey, newRecord } from './conformance.js';
+
+const missing = await redisServerMissing();
+if (missing && process.env.CI === 'true') {
+  describe('redis cluster store', () => {
+    it('needs redis-server to start a cluster when CI=true', () => {
+      throw new Error(`${missing}; under CI a missing Redis is a failure, not a skip`);
+    });
+  });
+} else if (missing) {
+  console.warn(`[satchel] skipping the redis cluster store tests: ${missing}`);
+}
+
+const prefix = 'satchel-test:';
+
+describe.skipIf(missing !== undefined)('redis cluster', () => {
+  let cluster: RedisCluster | undefined;
+  const closers: (() => Promise<unknown>)[] = [];
+
+  beforeAll(async () => {
+    cluster = await startRedisCluster(3);
+  });
+
+  afterAll(async () => {
+    await Promise.all(closers.map((close) => close().catch(() => {})));
+    await cluster?.stop();
+  });
+
+  function ioredisCluster(): Cluster {
+    const client = new Cluster(cluster!.nodes, { redisOptions: { maxRetriesPerRequest: 1 } });
+    client.on('error', () => {});
+    closers.push(() => client.quit());
+    return client;
+  }
+
+  async function nodeRedisCluster() {
+    const client = createCluster({
+      rootNodes: cluster!.nodes.map(({ host, port }) => ({ socket: { host, port } })),
+    });
+    client.on('error', () => {});
+    await client.connect();
+    closers.push(() => client.close());
+    return client;
+  }
+
+  describeStore(
+    'redis cluster (ioredis)',
+    () => redisStore({ client: ioredisCluster(), prefix: `${prefix}ioredis:` }),
+    {
+      lock: true,
+      persistent: () => redisStore({ client: ioredisCluster(), prefix: `${prefix}ioredis:` }),
+    },
+  );
+
+  describeStore(
+    'redis cluster (node-redis)',
+    async () => redisStore({ client: await nodeRedisCluster(), prefix: `${prefix}node-redis:` }),
+    {
+      lock: true,
+      persistent: async () =>
+        redisStore({ client: await nodeRedisCluster(), prefix: `${prefix}node-redis:` }),
+    },
+  );
+
+  describe('redis cluster store', () => {
+    it("keeps a session's record and lock in one slot, and spreads sessions over every master", async () => {
+      const client = ioredisCluster();
+      const store = redisStore({ client, prefix: `${prefix}slots:` });
+      const keys = Array.from({ length: 30 }, newKey);
+      for (const key of keys) {
+        await store.create(key, newRecord());
+        expect(await store.lock?.(key, 'token', 10_000)).toBe(true);
+        const [recordSlot, lockSlot] = await Promise.all([
+          client.cluster('KEYSLOT', `${prefix}slots:{${key}}`),
+          client.cluster('KEYSLOT', `${prefix}slots:{${key}}:lock`),
+        ]);
+        expect(lockSlot).toBe(recordSlot);
+      }
+
+      // KEYS is fine on this throwaway cluster.
+      const perMaster = await Promise.all(
+        client.nodes('master').map((node) => node.keys(`${prefix}slots:*`)),
+      );
+      expect(perMaster).toHaveLength(3);
+      for (const keysHere of perMaster) expect(keysHere.length).toBeGreaterThan(0);
+      expect(perMaster.flat()).toHaveLength(60);
+
+      // Every master is scanned, even by a client that has not loaded the slot map yet.
+      const fresh = redisStore({ client: ioredisCluster(), prefix: `${prefix}slots:` });
+      expect(await fresh.clearExpired(Date.now() + 24 * 3_600_000)).toBe(30);
+      for (const key of keys) expect(await store.get(key)).toBeUndefined();
+      await fresh.close();
+      await store.close();
+    });
+  });
+});

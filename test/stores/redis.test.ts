@@ -1,0 +1,381 @@
+import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { createClient } from 'redis';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { redisStore } from '../../src/stores/redis.js';
+import {
+  type RedisServer,
+  redisServerMissing,
+  startRedisServer,
+} from '../support/redis-cluster.js';
+import { describeStore, newKey, newRecord } from './conformance.js';
+
+const URL = 'redis://127.0.0.1:6379';
+const RUN = `satchel-test:${process.pid}:${Date.now()}`;
+const HOUR = 3_600_000;
+const MARGIN = 60_000;
+
+async function unreachable(): Promise<string | undefined> {
+  const probe = new Redis(URL, {
+    lazyConnect: true,
+    connectTimeout: 1_000,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  let cause: Error | undefined;
+  probe.on('error', (err: Error) => {
+    cause ??= err;
+  });
+  try {
+    await probe.connect();
+    await probe.ping();
+    return undefined;
+  } catch (err) {
+    return `Redis at 127.0.0.1:6379 is unreachable (${(cause ?? (err as Error)).message})`;
+  } finally {
+    probe.disconnect();
+  }
+}
+
+const down = await unreachable();
+if (down && process.env.CI === 'true') {
+  describe('redis store', () => {
+    it('needs Redis at 127.0.0.1:6379 when CI=true', () => {
+      throw new Error(`${down}; under CI a missing Redis is a failure, not a skip`);
+    });
+  });
+} else if (down) {
+  console.warn(`[satchel] skipping the redis store tests: ${down}`);
+}
+
+const noServer = await redisServerMissing();
+if (!down && noServer && process.env.CI !== 'true') {
+  console.warn(`[satchel] skipping the redis outage tests: ${noServer}`);
+}
+
+// Every client the tests open, closed after the last test.
+const closers: (() => Promise<unknown>)[] = [];
+
+function ioredisClient(url = URL): Redis {
+  const client = new Redis(url, { maxRetriesPerRequest: 1 });
+  client.on('error', () => {});
+  closers.push(() => client.quit().catch(() => client.disconnect()));
+  return client;
+}
+
+async function nodeRedisClient() {
+  const client = createClient({ url: URL });
+  client.on('error', () => {});
+  await client.connect();
+  closers.push(() => client.close());
+  return client;
+}
+
+async function keysUnder(client: Redis, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1_000);
+    cursor = next;
+    keys.push(...batch);
+  } while (cursor !== '0');
+  return keys.sort();
+}
+
+function deadPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 1));
+    });
+  });
+}
+
+/** Collects unhandled rejections, uncaught exceptions and ioredis's console complaints. */
+function watchUnhandled() {
+  const seen: unknown[] = [];
+  const onError = (err: unknown) => seen.push(err);
+  process.on('unhandledRejection', onError);
+  process.on('uncaughtException', onError);
+  const consoleError = vi.spyOn(console, 'error');
+  return {
+    seen,
+    consoleError,
+    stop() {
+      process.off('unhandledRejection', onError);
+      process.off('uncaughtException', onError);
+      consoleError.mockRestore();
+    },
+  };
+}
+
+describe.skipIf(down !== undefined)('redis', () => {
+  afterAll(async () => {
+    const cleaner = new Redis(URL);
+    try {
+      const keys = await keysUnder(cleaner, `${RUN}:`);
+      for (let i = 0; i < keys.length; i += 500) await cleaner.unlink(...keys.slice(i, i + 500));
+    } finally {
+      await cleaner.quit();
+    }
+    await Promise.all(closers.map((close) => close()));
+  });
+
+  const ioPrefix = `${RUN}:ioredis:`;
+  describeStore(
+    'redis (ioredis)',
+    () => redisStore({ client: ioredisClient(), prefix: ioPrefix }),
+    {
+      lock: true,
+      persistent: () => redisStore({ client: ioredisClient(), prefix: ioPrefix }),
+    },
+  );
+
+  const nodePrefix = `${RUN}:node-redis:`;
+  describeStore(
+    'redis (node-redis)',
+    async () => redisStore({ client: await nodeRedisClient(), prefix: nodePrefix }),
+    {
+      lock: true,
+      persistent: async () => redisStore({ client: await nodeRedisClient(), prefix: nodePrefix }),
+    },
+  );
+
+  describe('redis store', () => {
+    // Opened on first use, so that a skipped suite opens nothing.
+    let rawClient: Redis | undefined;
+    const rawRedis = () => {
+      rawClient ??= ioredisClient();
+      return rawClient;
+    };
+
+    it('keeps a session in one hash under the prefix and hash tag, its lock beside it, and nothing else', async () => {
+      const raw = rawRedis();
+      const prefix = `${RUN}:layout:`;
+      const store = redisStore({ client: raw, prefix });
+      const key = newKey();
+      const record = newRecord({ version: 3 });
+      await store.create(key, record);
+      await store.lock?.(key, 'token-1', 10_000);
+
+      expect(await keysUnder(raw, prefix)).toEqual([`${prefix}{${key}}`, `${prefix}{${key}}:lock`]);
+      expect(await raw.type(`${prefix}{${key}}`)).toBe('hash');
+      expect(await raw.hgetall(`${prefix}{${key}}`)).toEqual({
+        data: record.data,
+        version: '3',
+        expiresAt: String(record.expiresAt),
+        createdAt: String(record.createdAt),
+        owner: record.owner,
+      });
+      expect(await raw.get(`${prefix}{${key}}:lock`)).toBe('token-1');
+
+      // No owner field is left behind by an update that drops the owner.
+      const { owner: _, ...anonymous } = newRecord({ version: 4 });
+      expect(await store.update(key, anonymous, 3)).toBe('ok');
+      expect(Object.keys(await raw.hgetall(`${prefix}{${key}}`)).sort()).toEqual([
+        'createdAt',
+        'data',
+        'expiresAt',
+        'version',
+      ]);
+      await store.unlock?.(key, 'token-1');
+      await store.destroy(key);
+      expect(await keysUnder(raw, prefix)).toEqual([]);
+      await store.close();
+    });
+
+    it('expires records natively, a minute past expiresAt, and locks after their ttl', async () => {
+      const raw = rawRedis();
+      const prefix = `${RUN}:ttl:`;
+      const store = redisStore({ client: raw, prefix });
+      const key = newKey();
+      const pttl = async (expiresAt: number) => {
+        const ttl = await raw.pttl(`${prefix}{${key}}`);
+        // Redis's clock and ours, a round trip apart.
+        expect(Math.abs(ttl - (expiresAt + MARGIN - Date.now()))).toBeLessThan(1_000);
+      };
+
+      const created = Date.now() + 10 * 60_000;
+      await store.create(key, newRecord({ expiresAt: created }));
+      await pttl(created);
+
+      const touched = Date.now() + HOUR;
+      await store.touch(key, touched);
+      await pttl(touched);
+
+      const updated = Date.now() + 5 * 60_000;
+      await store.update(key, newRecord({ version: 2, expiresAt: updated }), 1);
+      await pttl(updated);
+
+      await store.lock?.(key, 'token', 7_000);
+      const lockTtl = await raw.pttl(`${prefix}{${key}}:lock`);
+      expect(lockTtl).toBeGreaterThan(5_000);
+      expect(lockTtl).toBeLessThanOrEqual(7_000);
+      await store.close();
+    });
+
+    it('counts and removes only records that expired within the margin when called without a time', async () => {
+      const raw = rawRedis();
+      const prefix = `${RUN}:clear:`;
+      const store = redisStore({ client: raw, prefix });
+      const live = newKey();
+      await store.create(live, newRecord());
+      await store.create(newKey(), newRecord({ expiresAt: Date.now() - 10 }));
+      await store.lock?.(live, 'token', 10_000);
+      expect(await store.clearExpired()).toBe(1);
+      expect(await keysUnder(raw, prefix)).toEqual([
+        `${prefix}{${live}}`,
+        `${prefix}{${live}}:lock`,
+      ]);
+      await store.close();
+    });
+
+    it('rejects with StoreUnavailableError within two seconds when nothing listens, and raises no unhandled error', async () => {
+      const port = await deadPort();
+      const watch = watchUnhandled();
+      const store = redisStore({ url: `redis://127.0.0.1:${port}`, prefix: `${RUN}:dead:` });
+      try {
+        const started = Date.now();
+        const calls = [
+          store.get(newKey()),
+          store.update(newKey(), newRecord({ version: 2 }), 1),
+          store.create(newKey(), newRecord()),
+          store.lock!(newKey(), 'token', 1_000),
+        ];
+        for (const call of calls) {
+          await expect(call).rejects.toMatchObject({
+            code: 'ERR_SATCHEL_STORE_UNAVAILABLE',
+            store: 'redis',
+            message: expect.stringMatching(/^\[satchel\] \[redis\] \w+ failed: .*ECONNREFUSED/),
+          });
+        }
+        expect(Date.now() - started).toBeLessThan(2_000);
+
+        // Later calls, made while ioredis keeps reconnecting, fail as fast.
+        await sleep(1_200);
+        const again = Date.now();
+        await expect(store.get(newKey())).rejects.toMatchObject({ store: 'redis' });
+        expect(Date.now() - again).toBeLessThan(2_000);
+        expect(watch.seen).toEqual([]);
+        expect(watch.consoleError).not.toHaveBeenCalled();
+      } finally {
+        await store.close();
+        watch.stop();
+      }
+    });
+
+    it('quits the client it created from a url on close, and leaves a given client open', async () => {
+      const raw = rawRedis();
+      const name = `satchel-close-${process.pid}-${Date.now()}`;
+      const owned = redisStore({ url: `${URL}?connectionName=${name}`, prefix: `${RUN}:close:` });
+      const connected = async () => String(await raw.client('LIST')).includes(`name=${name} `);
+      await owned.get(newKey());
+      expect(await connected()).toBe(true);
+      await owned.close();
+      for (let i = 0; i < 40 && (await connected()); i++) await sleep(50);
+      expect(await connected()).toBe(false);
+
+      const given = ioredisClient();
+      const store = redisStore({ client: given, prefix: `${RUN}:close:` });
+      await store.get(newKey());
+      await store.close();
+      expect(await given.ping()).toBe('PONG');
+      await expect(store.get(newKey())).rejects.toMatchObject({
+        code: 'ERR_SATCHEL_STORE_UNAVAILABLE',
+        message: '[satchel] [redis] the store is closed',
+      });
+    });
+
+    it('refuses options it cannot use, with exact messages', () => {
+      const raw = rawRedis();
+      expect(() => redisStore({})).toThrowError('[satchel] redis store: pass a client or a url');
+      expect(() => redisStore({ client: raw, url: URL })).toThrowError(
+        '[satchel] redis store: pass either client or url, not both',
+      );
+      expect(() => redisStore({ url: '' })).toThrowError(
+        '[satchel] redis store: url must be a non-empty string',
+      );
+      for (const prefix of ['app{1}:', 'a}b']) {
+        expect(() => redisStore({ client: raw, prefix })).toThrowError(
+          `[satchel] redis store: prefix must be a string without { or }, which would change the Cluster hash tag; got ${JSON.stringify(prefix)}`,
+        );
+      }
+      expect(() => redisStore({ client: {} as Redis })).toThrowError(
+        '[satchel] redis store: client must be an ioredis Redis or Cluster, or a node-redis v5 client or cluster',
+      );
+      const prefixed = new Redis(URL, { keyPrefix: 'app:', lazyConnect: true });
+      expect(() => redisStore({ client: prefixed })).toThrowError(
+        '[satchel] redis store: the ioredis client has a keyPrefix, which SCAN does not apply; use the store prefix option instead',
+      );
+      prefixed.disconnect();
+    });
+
+    // Under CI a missing redis-server fails startRedisServer below rather than skipping.
+    const withOwnServer =
+      noServer !== undefined && process.env.CI !== 'true' ? describe.skip : describe;
+    withOwnServer('with a redis-server of its own', () => {
+      let server: RedisServer;
+      beforeAll(async () => {
+        server = await startRedisServer();
+      });
+      afterAll(async () => {
+        await server?.dispose();
+      });
+
+      it('answers StoreUnavailableError while Redis is down and serves again once it is back', async () => {
+        const watch = watchUnhandled();
+        const store = redisStore({ url: server.url });
+        try {
+          const key = newKey();
+          expect(await store.create(key, newRecord())).toBe(true);
+
+          await server.stop();
+          const started = Date.now();
+          await expect(store.get(key)).rejects.toMatchObject({
+            code: 'ERR_SATCHEL_STORE_UNAVAILABLE',
+            status: 503,
+          });
+          await expect(store.update(key, newRecord({ version: 2 }), 1)).rejects.toMatchObject({
+            code: 'ERR_SATCHEL_STORE_UNAVAILABLE',
+          });
+          expect(Date.now() - started).toBeLessThan(3_000);
+
+          // Back, empty (no persistence) and with no scripts cached.
+          await server.restart();
+          const deadline = Date.now() + 5_000;
+          let back = false;
+          while (!back && Date.now() < deadline) {
+            back = await store.get(key).then(
+              () => true,
+              () => false,
+            );
+            if (!back) await sleep(100);
+          }
+          expect(back).toBe(true);
+          expect(await store.create(key, newRecord())).toBe(true);
+          expect(await store.update(key, newRecord({ version: 2 }), 1)).toBe('ok');
+          expect(watch.seen).toEqual([]);
+          expect(watch.consoleError).not.toHaveBeenCalled();
+        } finally {
+          await store.close();
+          watch.stop();
+        }
+      });
+
+      it('loads its scripts again after Redis forgets them', async () => {
+        const client = ioredisClient(server.url);
+        const store = redisStore({ client });
+        const key = newKey();
+        await store.create(key, newRecord());
+        await client.script('FLUSH');
+        expect(await store.update(key, newRecord({ version: 2 }), 1)).toBe('ok');
+        await client.script('FLUSH');
+        expect(await store.lock?.(key, 'token', 1_000)).toBe(true);
+        await store.close();
+      });
+    });
+  });
+});
