@@ -3,6 +3,7 @@ import type { TLSSocket } from 'node:tls';
 import { SatchelError } from '../errors.js';
 import type { IncomingRequest, Sessions } from '../manager.js';
 import type { Session } from '../session.js';
+import { ERROR_HEADERS, logSessionError, publicMessage } from './errors.js';
 
 /** node:http requests (Express's too) as the manager sees them. */
 export function incoming(req: IncomingMessage): IncomingRequest {
@@ -16,36 +17,16 @@ export function incoming(req: IncomingMessage): IncomingRequest {
   };
 }
 
-/** What the client is told; the details (store name, cause) go to the logger only. */
-const PUBLIC_MESSAGES: Partial<Record<string, string>> = {
-  ERR_SATCHEL_STORE_UNAVAILABLE:
-    'Service Unavailable: the session store cannot be reached; please try again shortly.',
-  ERR_SATCHEL_CONFLICT:
-    'Service Unavailable: too many concurrent changes to this session; please try again.',
-  ERR_SATCHEL_LOCK_TIMEOUT:
-    'Service Unavailable: this session is busy with another request; please try again.',
-  ERR_SATCHEL_SESSION_INTERRUPTED:
-    'Bad Request: the session was deleted before the request completed (logged out in another tab?).',
-};
-
 /** Answers a satchel error with its status and a plain-text message, and logs it. */
 export function sendError(sessions: Sessions<any>, res: ServerResponse, err: SatchelError): void {
-  sessions.logger.error(err.message, {
-    code: err.code,
-    status: err.status,
-    cause: String(err.cause ?? ''),
-  });
+  logSessionError(sessions, err);
   if (res.headersSent) {
     res.destroy();
     return;
   }
   for (const name of res.getHeaderNames()) res.removeHeader(name);
-  const body = `${PUBLIC_MESSAGES[err.code] ?? 'Internal Server Error'}\n`;
-  res.writeHead(err.status, {
-    'content-type': 'text/plain; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-  });
+  const body = publicMessage(err);
+  res.writeHead(err.status, { ...ERROR_HEADERS, 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }
 

@@ -1,0 +1,103 @@
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify';
+import { SatchelError } from '../errors.js';
+import type { CommitResult, LoadOptions, Sessions } from '../manager.js';
+import type { Session, SessionData } from '../session.js';
+import { ERROR_HEADERS, logSessionError, publicMessage } from './errors.js';
+import { incoming } from './http.js';
+import { mergeVary, withCommitHeaders } from './web.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The visitor's session, typed by your `SessionData` declaration. */
+    session: Session<SessionData>;
+  }
+}
+
+export interface SessionPluginOptions extends LoadOptions {
+  sessions: Sessions<SessionData>;
+}
+
+/** Per request: the loaded session and whether its commit has started. */
+const pending = new WeakMap<object, { session: Session<SessionData>; open: boolean }>();
+
+function sendError(sessions: Sessions<any>, reply: FastifyReply, err: SatchelError): string {
+  logSessionError(sessions, err);
+  for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
+  reply.code(err.status).headers(ERROR_HEADERS);
+  return publicMessage(err);
+}
+
+const isResponse = (payload: unknown): payload is Response =>
+  Object.prototype.toString.call(payload) === '[object Response]';
+
+async function satchelSession(
+  fastify: FastifyInstance,
+  { sessions, ...loadOptions }: SessionPluginOptions,
+): Promise<void> {
+  fastify.decorateRequest('session', null as unknown as Session<SessionData>);
+
+  fastify.addHook('onRequest', async (request, reply) => {
+    let session: Session<SessionData>;
+    try {
+      session = await sessions.load(incoming(request.raw), loadOptions);
+    } catch (err) {
+      if (!SatchelError.is(err)) throw err;
+      return reply.send(sendError(sessions, reply, err));
+    }
+    request.session = session;
+    const state = { session, open: true };
+    pending.set(request, state);
+    // A reply that never reaches onSend (client gone, hijacked): release the lock, save nothing.
+    const abandon = () => {
+      if (!state.open) return;
+      state.open = false;
+      sessions.abandon(session).catch(() => {});
+    };
+    reply.raw.once('close', abandon);
+    if (reply.raw.closed) abandon();
+  });
+
+  fastify.addHook('onSend', async (request, reply, payload) => {
+    const state = pending.get(request);
+    if (!state?.open) return payload;
+    state.open = false;
+    // A returned web Response sets its status and headers after onSend; read and extend it instead.
+    const response = isResponse(payload) ? payload : undefined;
+    let commit: CommitResult;
+    try {
+      commit = await sessions.commit(state.session, response?.status ?? reply.statusCode);
+    } catch (err) {
+      if (!SatchelError.is(err)) throw err;
+      if (response) response.body?.cancel().catch(() => {});
+      else (payload as { destroy?: () => void } | null)?.destroy?.();
+      return sendError(sessions, reply, err);
+    }
+    if (response) return withCommitHeaders(response, commit.headers);
+    for (const [name, value] of commit.headers) {
+      if (name === 'vary') {
+        const current = reply.getHeader('vary');
+        reply.header('vary', mergeVary(current === undefined ? undefined : String(current), value));
+      } else reply.header(name, value); // Fastify appends set-cookie, replaces the rest.
+    }
+    return payload;
+  });
+}
+
+/**
+ * Fastify 5 plugin: `request.session` in every route, committed in an
+ * `onSend` hook, before the headers leave (redirects included). What is saved
+ * depends on the final status, as in Django: a 5xx saves nothing. A store
+ * outage answers 503 with a plain message.
+ *
+ * ```ts
+ * await app.register(sessionPlugin, { sessions });
+ * ```
+ *
+ * It applies to the whole app, not only to the context it is registered in,
+ * as if wrapped by fastify-plugin (without depending on it).
+ */
+export const sessionPlugin = Object.assign(satchelSession, {
+  [Symbol.for('skip-override')]: true,
+  [Symbol.for('fastify.display-name')]: 'satchel',
+  [Symbol.for('plugin-meta')]: { name: 'satchel', fastify: '5.x' },
+}) as FastifyPluginAsync<SessionPluginOptions>;

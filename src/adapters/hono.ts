@@ -1,0 +1,66 @@
+import type { MiddlewareHandler } from 'hono';
+import { SatchelError } from '../errors.js';
+import type { CommitResult, LoadOptions, Sessions } from '../manager.js';
+import type { Session, SessionData } from '../session.js';
+import { errorResponse, fromRequest, withCommitHeaders } from './web.js';
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    /** The visitor's session, typed by your `SessionData` declaration. */
+    session: Session<SessionData>;
+  }
+}
+
+/** The Hono `Env` of an app or route using the middleware, for a session typed other than `SessionData`. */
+export interface SessionEnv<D extends object = SessionData> {
+  Variables: { session: Session<D> };
+}
+
+/**
+ * Hono 4 middleware: `c.get('session')` (or `c.var.session`) for every later
+ * handler, committed before the response is returned, redirects included.
+ * What is saved depends on the final status, as in Django: a 5xx (a thrown
+ * error included) saves nothing. A store outage answers 503 with a plain message.
+ *
+ * ```ts
+ * app.use(session(sessions));
+ * ```
+ */
+export function session<D extends object = SessionData>(
+  sessions: Sessions<D>,
+  options?: LoadOptions,
+): MiddlewareHandler<SessionEnv<D>> {
+  return async (c, next) => {
+    let loaded: Session<D>;
+    try {
+      loaded = await sessions.load(fromRequest(c.req.raw), options);
+    } catch (err) {
+      if (SatchelError.is(err)) return errorResponse(sessions, err);
+      throw err;
+    }
+    c.set('session', loaded);
+    try {
+      // Hono turns a thrown Error into c.res through onError; only other throws get here.
+      await next();
+    } catch (err) {
+      await sessions.abandon(loaded).catch(() => {});
+      throw err;
+    }
+    let commit: CommitResult;
+    try {
+      commit = await sessions.commit(loaded, c.res.status);
+    } catch (err) {
+      if (!SatchelError.is(err)) throw err;
+      c.res.body?.cancel().catch(() => {});
+      replace(c, errorResponse(sessions, err));
+      return;
+    }
+    if (commit.headers.length > 0) replace(c, withCommitHeaders(c.res, commit.headers));
+  };
+}
+
+/** Assigning c.res merges the old response's headers into the new one; clearing it first does not. */
+function replace(c: { res: Response | undefined }, response: Response): void {
+  c.res = undefined;
+  c.res = response;
+}

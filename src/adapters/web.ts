@@ -1,0 +1,117 @@
+import { SatchelError } from '../errors.js';
+import type { CommitResult, IncomingRequest, LoadOptions, Sessions } from '../manager.js';
+import type { Session, SessionData } from '../session.js';
+import { ERROR_HEADERS, logSessionError, publicMessage } from './errors.js';
+
+/** A Web-standard `Request` as the manager sees it. */
+export function fromRequest(request: Request): IncomingRequest {
+  const url = new URL(request.url);
+  return {
+    header: (name) => request.headers.get(name) ?? undefined,
+    encrypted: url.protocol === 'https:',
+    url: url.pathname + url.search,
+  };
+}
+
+/** @internal `field` added to a Vary value unless it (or `*`) is already there. */
+export function mergeVary(current: string | null | undefined, field: string): string {
+  const list = (current ?? '')
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
+  if (list.includes('*') || list.some((v) => v.toLowerCase() === field.toLowerCase())) {
+    return list.join(', ');
+  }
+  return [...list, field].join(', ');
+}
+
+function apply(target: Headers, headers: CommitResult['headers']): void {
+  for (const [name, value] of headers) {
+    if (name === 'set-cookie') target.append(name, value);
+    else if (name === 'vary') target.set(name, mergeVary(target.get(name), value));
+    else target.set(name, value);
+  }
+}
+
+/**
+ * A copy of `response` carrying the commit's headers: each Set-Cookie
+ * appended, Vary merged, the others replaced. A copy, as a response's headers
+ * may be immutable (`Response.redirect`, `fetch`) or the response a shared
+ * constant that must not collect one visitor's cookie for the next.
+ */
+export function withCommitHeaders(response: Response, headers: CommitResult['headers']): Response {
+  if (headers.length === 0) return response;
+  // A 101 (WebSocket upgrade) cannot be constructed, so it is amended in place.
+  if (response.status < 200) {
+    apply(response.headers, headers);
+    return response;
+  }
+  const copy = new Headers(response.headers);
+  apply(copy, headers);
+  return new Response(response.body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: copy,
+  });
+}
+
+/** A satchel error as a plain-text response with its status; the details are logged. */
+export function errorResponse(sessions: Sessions<any>, err: SatchelError): Response {
+  logSessionError(sessions, err);
+  return new Response(publicMessage(err), { status: err.status, headers: ERROR_HEADERS });
+}
+
+function failed(sessions: Sessions<any>, err: unknown): Response {
+  if (SatchelError.is(err)) return errorResponse(sessions, err);
+  sessions.logger.error('[satchel] request handler failed', { error: err });
+  return new Response('Internal Server Error\n', { status: 500, headers: ERROR_HEADERS });
+}
+
+export type WebHandler<D extends object, A extends unknown[]> = (
+  request: Request,
+  session: Session<D>,
+  ...rest: A
+) => Response | Promise<Response>;
+
+/**
+ * Wraps a fetch-style handler (Deno, Bun, Cloudflare Workers, Node with a
+ * fetch adapter) so it gets the visitor's session; the session is committed
+ * before the response is returned, so a redirect never races the save. A
+ * store outage answers 503, a handler that throws 500 (logged, nothing saved).
+ * Arguments after the request (`env`, `ctx`, `info`, ...) are passed through.
+ *
+ * ```ts
+ * export default { fetch: withSessions(sessions, (request, session) => new Response('hi')) };
+ * ```
+ */
+export function withSessions<D extends object = SessionData, A extends unknown[] = []>(
+  sessions: Sessions<D>,
+  handler: WebHandler<D, A>,
+  options?: LoadOptions,
+): (request: Request, ...rest: A) => Promise<Response> {
+  return async (request, ...rest) => {
+    let session: Session<D>;
+    try {
+      session = await sessions.load(fromRequest(request), options);
+    } catch (err) {
+      return failed(sessions, err);
+    }
+    let response: Response;
+    try {
+      response = await handler(request, session, ...rest);
+    } catch (err) {
+      // Nothing is saved; a lock that cannot be released expires after lockTtl.
+      await sessions.abandon(session).catch(() => {});
+      return failed(sessions, err);
+    }
+    let commit: CommitResult;
+    try {
+      commit = await sessions.commit(session, response.status);
+    } catch (err) {
+      // The handler's answer is replaced; its body is never read.
+      response.body?.cancel().catch(() => {});
+      return failed(sessions, err);
+    }
+    return withCommitHeaders(response, commit.headers);
+  };
+}

@@ -1,0 +1,72 @@
+import type { Server } from 'node:http';
+import { createAdaptorServer } from '@hono/node-server';
+import { Hono } from 'hono';
+import type { ContentfulStatusCode, RedirectStatusCode } from 'hono/utils/http-status';
+import { describe, expect, it } from 'vitest';
+import { type SessionEnv, session } from '../../src/adapters/hono.js';
+import { createSessions } from '../../src/index.js';
+import { memoryStore } from '../../src/stores/memory.js';
+import { describeAdapter, scenario } from './matrix.js';
+
+describeAdapter('Hono', async (sessions) => {
+  const app = new Hono();
+  app.use(session(sessions));
+  app.all('*', async (c) => {
+    const reply = await scenario(c.get('session'), new URL(c.req.url));
+    if (reply.location) return c.redirect(reply.location, reply.status as RedirectStatusCode);
+    return c.text(reply.body, reply.status as ContentfulStatusCode);
+  });
+  return createAdaptorServer({ fetch: app.fetch }) as Server;
+});
+
+describe('Hono adapter, through app.request', () => {
+  interface Counter {
+    n: number;
+  }
+  const logger = { warn: () => {}, error: () => {} };
+
+  it('saves nothing and releases the lock when a route throws', async () => {
+    const sessions = createSessions<Counter>({
+      store: memoryStore(),
+      logger,
+      lock: true,
+      lockTimeout: 200,
+    });
+    const app = new Hono<SessionEnv<Counter>>();
+    app.use(session(sessions));
+    app.onError((_err, c) => c.text('oops', 500));
+    app.post('/add', (c) => c.text(String(c.get('session').update('n', (n = 0) => n + 1))));
+    app.post('/fail', (c) => {
+      c.get('session').set('n', 100);
+      throw new Error('boom');
+    });
+    const first = await app.request('/add', { method: 'POST' });
+    const cookie = first.headers.get('set-cookie')!.split(';')[0]!;
+    const failed = await app.request('/fail', { method: 'POST', headers: { cookie } });
+    expect(failed.status).toBe(500);
+    expect(failed.headers.get('set-cookie')).toBeNull();
+    const next = await app.request('/add', { method: 'POST', headers: { cookie } });
+    expect(await next.text()).toBe('2');
+  });
+
+  it('adds the cookie to a Response a route built itself, and merges Vary', async () => {
+    const app = new Hono();
+    app.use(session(createSessions({ store: memoryStore(), logger })));
+    app.get('/login', (c) => {
+      c.var.session.set('user', 'ann');
+      return Response.redirect('http://shop.test/', 303);
+    });
+    app.get('/negotiated', (c) => {
+      c.header('vary', 'Accept');
+      return c.json(c.var.session.get('user') ?? null);
+    });
+    const res = await app.request('/login');
+    expect(res.status).toBe(303);
+    expect(res.headers.get('location')).toBe('http://shop.test/');
+    expect(res.headers.getSetCookie()).toEqual([expect.stringMatching(/^sessionid=[\w-]{43};/)]);
+    const cookie = res.headers.get('set-cookie')!.split(';')[0]!;
+    const negotiated = await app.request('/negotiated', { headers: { cookie } });
+    expect(await negotiated.json()).toBe('ann');
+    expect(negotiated.headers.get('vary')).toBe('Accept, Cookie');
+  });
+});

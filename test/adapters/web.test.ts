@@ -1,0 +1,60 @@
+import type { Server } from 'node:http';
+import { createAdaptorServer } from '@hono/node-server';
+import { describe, expect, it } from 'vitest';
+import { withSessions } from '../../src/adapters/web.js';
+import { createSessions } from '../../src/index.js';
+import { memoryStore } from '../../src/stores/memory.js';
+import { describeAdapter, scenario } from './matrix.js';
+
+describeAdapter('Web (Request/Response)', async (sessions) => {
+  const fetch = withSessions(sessions, async (request, session) => {
+    const reply = await scenario(session, new URL(request.url));
+    return new Response(reply.body, {
+      status: reply.status,
+      headers: {
+        'content-type': 'text/plain',
+        ...(reply.location && { location: reply.location }),
+      },
+    });
+  });
+  return createAdaptorServer({ fetch }) as Server;
+});
+
+describe('Web adapter, called directly', () => {
+  const logger = { warn: () => {}, error: () => {} };
+  const cookieOf = (res: Response) => res.headers.get('set-cookie')?.split(';')[0] ?? '';
+
+  it('adds the cookie to a response with immutable headers, and passes extra arguments on', async () => {
+    const sessions = createSessions({ store: memoryStore(), logger });
+    const handle = withSessions(sessions, (request, session, env: { to: string }) => {
+      session.set('seen', request.url);
+      return Response.redirect(env.to, 302);
+    });
+    const res = await handle(new Request('https://shop.test/login'), { to: 'https://shop.test/' });
+    expect(res.status).toBe(302);
+    expect(res.headers.get('location')).toBe('https://shop.test/');
+    expect(res.headers.get('set-cookie')).toMatch(/^sessionid=[\w-]{43};.*; Secure; SameSite=Lax$/);
+    expect(res.headers.get('vary')).toBe('Cookie');
+  });
+
+  it('answers 500, saves nothing and releases the lock when the handler throws', async () => {
+    const sessions = createSessions<{ n: number }>({
+      store: memoryStore(),
+      logger,
+      lock: true,
+      lockTimeout: 200,
+    });
+    const handle = withSessions(sessions, (request, session) => {
+      const fail = new URL(request.url).pathname === '/fail';
+      session.update('n', (n) => (n ?? 0) + 1);
+      if (fail) throw new Error('boom');
+      return new Response(String(session.get('n')));
+    });
+    const cookie = cookieOf(await handle(new Request('http://shop.test/')));
+    const failed = await handle(new Request('http://shop.test/fail', { headers: { cookie } }));
+    expect(failed.status).toBe(500);
+    expect(failed.headers.get('set-cookie')).toBeNull();
+    const next = await handle(new Request('http://shop.test/', { headers: { cookie } }));
+    expect(await next.text()).toBe('2');
+  });
+});
