@@ -548,16 +548,15 @@ export function createSessions<D extends object = SessionData>(
 
   /** Moves this request's flash bookkeeping into the change log, once per save. */
   function recordFlash(s: SessionState): void {
+    const kept = s.flashKeep;
     const remove =
-      s.flashKeep === 'all'
-        ? []
-        : [...s.flashRead].filter((k) => !(s.flashKeep as Set<string>).has(k));
+      kept === 'all' ? [] : [...s.flashRead].filter((k) => !kept.has(k) && !s.flashConsumed.has(k));
     if (remove.length === 0 && Object.keys(s.flashOut).length === 0) return;
     const op: Op = { t: 'flash', remove, add: s.flashOut };
     s.ops.push(op);
     applyOp(s.data, op, clone);
-    for (const key of remove) delete s.flashIn[key];
-    s.flashRead = new Set();
+    // Values read here stay readable for the rest of the request, even after save().
+    for (const key of remove) s.flashConsumed.add(key);
     s.flashOut = {};
   }
 
@@ -861,6 +860,7 @@ export function createSessions<D extends object = SessionData>(
         flashOut: {},
         flashKeep: new Set(),
         flashRead: new Set(),
+        flashConsumed: new Set(),
         corrupt: false,
         policy,
         clone,
@@ -1007,7 +1007,10 @@ export function createSessions<D extends object = SessionData>(
 
     on(event, listener) {
       let set = listeners.get(event);
-      if (!set) listeners.set(event, (set = new Set()));
+      if (!set) {
+        set = new Set();
+        listeners.set(event, set);
+      }
       set.add(listener as (event: never) => void);
       return () => void set.delete(listener as (event: never) => void);
     },

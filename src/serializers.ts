@@ -36,7 +36,7 @@ export const jsonSerializer: Serializer = {
   name: 'json',
   stringify(data) {
     try {
-      return JSON.stringify(data, function (key, value) {
+      return JSON.stringify(data, (key, value) => {
         rejectUnserializable(key, value);
         return value;
       });

@@ -80,6 +80,8 @@ export interface SessionState {
   flashKeep: Set<string> | 'all';
   /** Incoming flash keys read in this request: they are removed at commit (read once). */
   flashRead: Set<string>;
+  /** Incoming flash keys already removed by an earlier save() in this request. */
+  flashConsumed: Set<string>;
   policy: ExpiryPolicy;
   clone: (value: unknown) => unknown;
   stringifyValue: (value: unknown) => string;
@@ -311,6 +313,7 @@ export class Session<D extends object = SessionData> {
     s.flashOut = {};
     s.flashKeep = new Set();
     s.flashRead = new Set();
+    s.flashConsumed = new Set();
   }
 
   /**

@@ -129,6 +129,18 @@ describe('flash values', () => {
     await exchange(sessions, b.value, (s) => expect(s.getFlash('three')).toBeUndefined());
   });
 
+  it('keeps flash values readable for the rest of the request after save()', async () => {
+    make();
+    const a = await exchange(sessions, undefined, (s) => s.flash('message', 'saved'));
+    await exchange(sessions, a.value, async (s) => {
+      expect(s.getFlash('message')).toBe('saved');
+      await s.save();
+      expect(s.getFlash('message')).toBe('saved');
+      expect(s.flashes()).toEqual({ message: 'saved' });
+    });
+    await exchange(sessions, a.value, (s) => expect(s.getFlash('message')).toBeUndefined());
+  });
+
   it('does not swallow a flash value in a request that never reads it (a favicon racing the page)', async () => {
     make();
     const a = await exchange(sessions, undefined, (s) => s.flash('message', 'Added awesome-item'));

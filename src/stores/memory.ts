@@ -68,9 +68,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): SessionStore {
     }
     cache.set(key, copy(record), { ttl, start });
     if (record.owner !== undefined) {
-      let keys = owners.get(record.owner);
-      if (!keys) owners.set(record.owner, (keys = new Set()));
-      keys.add(key);
+      const keys = owners.get(record.owner) ?? new Set<string>();
+      owners.set(record.owner, keys.add(key));
     }
   };
 

@@ -1,0 +1,81 @@
+/**
+ * Runs the shopping cart: `npm start`, then open
+ * http://127.0.0.1:8000/add_to_cart/awesome-item/
+ *
+ *   HOST, PORT            where to listen (default 127.0.0.1:8000; PORT=0 picks a free port)
+ *   SATCHEL_STORE         sqlite (default) | file | memory
+ *   SATCHEL_SQLITE_PATH   the SQLite file (default ./satchel-sessions.db)
+ *   SATCHEL_FILE_PATH     the file store's folder, as Django's SESSION_FILE_PATH (default: OS temp)
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type StoreChoice, storeFromEnv, UnknownStoreError } from '../../src/cli/config.js';
+import { SatchelError } from '../../src/index.js';
+import { createApp } from './app.js';
+
+function fail(message: string, code: number): never {
+  console.error(`shopping-cart: ${message}`);
+  process.exit(code);
+}
+
+const host = process.env.HOST || '127.0.0.1';
+const portText = process.env.PORT || '8000';
+const port = Number(portText);
+if (!/^\d+$/.test(portText) || port > 65_535) {
+  fail(`PORT must be a number from 0 to 65535; got ${JSON.stringify(portText)}`, 2);
+}
+
+let choice: StoreChoice;
+try {
+  choice = await storeFromEnv(process.env);
+} catch (err) {
+  if (err instanceof UnknownStoreError) fail(err.message, 2);
+  if (SatchelError.is(err)) fail(err.message.replace(/^\[satchel\] /, ''), 1);
+  throw err;
+}
+
+const { app, close } = createApp({ store: choice.store, storeDescription: choice.description });
+const server = createServer(app);
+
+server.once('error', async (err: NodeJS.ErrnoException) => {
+  await close().catch(() => {});
+  if (err.code === 'EADDRINUSE') {
+    fail(`${host}:${port} is already in use; stop the other server or choose another PORT`, 1);
+  }
+  if (err.code === 'EACCES') fail(`no permission to listen on ${host}:${port}`, 1);
+  if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') {
+    fail(`cannot listen on host ${JSON.stringify(host)}: ${err.code}`, 1);
+  }
+  fail(`cannot listen on ${host}:${port}: ${err.message}`, 1);
+});
+
+server.listen(port, host, () => {
+  const address = server.address() as AddressInfo;
+  const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${shown}:${address.port}/`;
+  console.log(
+    `Shopping cart running at ${url}\nSessions: ${choice.description}\nTry ${url}add_to_cart/awesome-item/ (Ctrl+C to stop)`,
+  );
+});
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  console.log(`${signal}: shutting down`);
+  // Browsers hold keep-alive connections open; close idle ones now and
+  // give requests in flight a moment to finish.
+  const force = setTimeout(() => server.closeAllConnections(), 3000);
+  force.unref();
+  server.closeIdleConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  clearTimeout(force);
+  try {
+    await close();
+  } catch (err) {
+    fail(`closing the session store failed: ${(err as Error).message}`, 1);
+  }
+  process.exit(0);
+}
+process.once('SIGINT', () => void shutdown('SIGINT'));
+process.once('SIGTERM', () => void shutdown('SIGTERM'));
