@@ -119,7 +119,7 @@ export interface SessionsOptions {
   lockTimeout?: number;
   /** Milliseconds after which a lock left by a crashed process expires. @default 30_000 */
   lockTtl?: number;
-  /** Compare-and-set attempts before ConflictError (503). @default 10 */
+  /** Compare-and-set attempts before ConflictError (503); retries back off with jitter. @default 20 */
   maxRetries?: number;
   /** @default console.warn and console.error */
   logger?: Logger;
@@ -401,7 +401,7 @@ export function createSessions<D extends object = SessionData>(
   const lockByDefault = options.lock ?? false;
   const lockTimeout = positive('lockTimeout', options.lockTimeout ?? 10_000);
   const lockTtl = positive('lockTtl', options.lockTtl ?? 30_000);
-  const maxRetries = Math.floor(positive('maxRetries', options.maxRetries ?? 10));
+  const maxRetries = Math.floor(positive('maxRetries', options.maxRetries ?? 20));
   const logger = options.logger ?? defaultLogger;
   const transport = resolveTransport(options.transport);
   const backing = options.store ?? sqliteStore();
@@ -638,7 +638,9 @@ export function createSessions<D extends object = SessionData>(
       if (result === 'missing') throw new SessionInterruptedError();
       // A conflicting write means another request saved first: reload and re-apply our changes.
       if (attempt >= maxRetries) throw new ConflictError(attempt);
-      if (attempt > 1) await sleep(randomInt(1 + 2 ** Math.min(attempt, 7)));
+      // Another process may be draining a queue of commits to this session:
+      // back off with full jitter (up to 256 ms) so our turn comes between them.
+      if (attempt > 1) await sleep(randomInt(1 + 2 ** Math.min(attempt + 1, 8)));
       const latest = await call('get', () => store.get(key));
       if (!latest) throw new SessionInterruptedError();
       base = latest;

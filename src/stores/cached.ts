@@ -1,0 +1,333 @@
+import { ConfigError, StoreUnavailableError } from '../errors.js';
+import type { SessionStore, StoredSession, UpdateResult } from '../store.js';
+
+/** Where the cached store reports cache failures; the manager's `logger` fits. */
+export interface CachedStoreLogger {
+  warn(message: string, details?: Record<string, unknown>): void;
+}
+
+export interface CachedStoreOptions {
+  /**
+   * The fast store in front, such as `redisStore()` or `memoryStore()`. It
+   * may lose anything at any time: every write goes to `store` first, and any
+   * error it throws is logged and answered from `store` instead. Processes
+   * that share `store` should share this cache too: a per-process cache in
+   * front of a shared database serves a read that another process has since
+   * changed (for up to `cacheTtlMs`), though it never loses a write.
+   * @default — required
+   */
+  cache: SessionStore;
+  /**
+   * The durable store behind, such as `postgresStore()` or `sqliteStore()`:
+   * the truth. Compare-and-set runs here, so no update is lost whatever the
+   * cache holds. Its errors fail the request as usual.
+   * @default — required
+   */
+  store: SessionStore;
+  /**
+   * How long a cached copy may answer reads before the durable store is read
+   * again. Bounds how long a process that does not share the cache can serve
+   * a record another process has changed. Unset, a cached copy lasts as long
+   * as its session.
+   * @default undefined (as long as the session)
+   */
+  cacheTtlMs?: number;
+  /**
+   * Where cache failures are reported; each one is logged and then served
+   * from the durable store.
+   * @default console.warn
+   */
+  logger?: CachedStoreLogger;
+}
+
+// How the cache stays behind the truth, never ahead of it, and never far:
+// - it is written only after the durable store, with what the durable store
+//   now holds (after a write) or returned (after a miss);
+// - every cache write is a compare-and-set on the entry it replaces, and never
+//   replaces a newer one: entries are ordered by (createdAt, version), so a
+//   late write from a slow request or another process cannot undo a newer one;
+// - a destroy leaves a tombstone for a while, so a read that fetched the
+//   record just before the destroy cannot put it back;
+// - after a failed compare-and-set or cache write, reads of that key go to the
+//   durable store until a cache write succeeds.
+// A cached entry is the record with `data` prefixed by `<staleAfter>:`, the
+// time its copy stops answering reads (empty: when the session expires).
+const TOMBSTONE_VERSION = 2 ** 31 - 1;
+/** Longer than any durable read that could race with a destroy. */
+const TOMBSTONE_MS = 60_000;
+/** Compare-and-set rounds a cache write tries before giving up on the cache. */
+const CACHE_ATTEMPTS = 3;
+/** Bound on keys this process reads from the durable store until the cache is repaired. */
+const MAX_SUSPECTS = 10_000;
+
+const defaultLogger: CachedStoreLogger = {
+  warn: (message, details) => console.warn(message, details ?? ''),
+};
+
+/**
+ * Any cache store in front of any durable store, as Django's `cached_db`:
+ * reads are served from the cache and fall back to the durable store (filling
+ * the cache); writes go to the durable store first, then to the cache. The
+ * durable store stays the truth under concurrency: an update is the durable
+ * store's compare-and-set, and after a failed one the next read of that key
+ * goes to the durable store, so a retry never loops on a stale cached copy.
+ * A failing cache is logged and never fails a request.
+ *
+ * Cached copies carry the session's own `expiresAt`, so they expire with it.
+ * Locks are the durable store's, when it has them.
+ */
+export function cachedStore(options: CachedStoreOptions): SessionStore {
+  const { cache, store } = options;
+  const cacheTtlMs = options.cacheTtlMs;
+  const logger = options.logger ?? defaultLogger;
+  if (!isStore(cache)) {
+    throw new ConfigError('cached store: cache must be a session store, such as memoryStore()');
+  }
+  if (!isStore(store)) {
+    throw new ConfigError('cached store: store must be a session store, such as postgresStore()');
+  }
+  if (cache === store) {
+    throw new ConfigError('cached store: cache and store must be two different stores');
+  }
+  if (cacheTtlMs !== undefined && (!Number.isSafeInteger(cacheTtlMs) || cacheTtlMs < 1)) {
+    throw new ConfigError(
+      `cached store: cacheTtlMs must be a positive integer; got ${String(cacheTtlMs)}`,
+    );
+  }
+
+  const name = `cached(${store.name})`;
+  let closed = false;
+  const ensureOpen = (): void => {
+    if (closed) throw new StoreUnavailableError(name, 'the store is closed');
+  };
+
+  const warn = (op: string, err: unknown): void => {
+    logger.warn(`[satchel] [${name}] cache ${op} failed; using ${store.name} alone`, {
+      store: name,
+      cache: cache.name,
+      error: err instanceof Error ? err.message : String(err),
+    });
+  };
+
+  // Keys whose cached copy may be stale: after a failed compare-and-set, or a
+  // cache write that failed. Their reads go to the durable store until a
+  // cache write for them succeeds.
+  const suspects = new Set<string>();
+  const suspect = (key: string): void => {
+    suspects.delete(key);
+    suspects.add(key);
+    if (suspects.size > MAX_SUSPECTS) suspects.delete(suspects.values().next().value!);
+  };
+
+  /** Runs a cache write; a failure is logged and leaves the key suspect. */
+  const cacheWrite = async (op: string, key: string, write: () => Promise<boolean>) => {
+    try {
+      if (await write()) suspects.delete(key);
+      else suspect(key);
+    } catch (err) {
+      warn(op, err);
+      suspect(key);
+    }
+  };
+
+  const entry = (record: StoredSession): StoredSession => {
+    const staleAfter = cacheTtlMs === undefined ? '' : String(Date.now() + cacheTtlMs);
+    const out: StoredSession = {
+      data: `${staleAfter}:${record.data}`,
+      version: record.version,
+      expiresAt: record.expiresAt,
+      createdAt: record.createdAt,
+    };
+    if (record.owner !== undefined) out.owner = record.owner;
+    return out;
+  };
+
+  /**
+   * Makes the cache hold `record` unless it holds something newer (or, except
+   * for a fresh create, a tombstone). `expected` is the version the cache most
+   * likely holds, tried first: 'empty' after a miss or a create, a version
+   * after an update. Resolves false when it gave up.
+   */
+  const put = async (
+    key: string,
+    record: StoredSession,
+    expected: 'empty' | number,
+    overTombstone = false,
+  ): Promise<boolean> => {
+    const value = entry(record);
+    if (expected === 'empty') {
+      if (await cache.create(key, value)) return true;
+    } else if ((await cache.update(key, value, expected)) === 'ok') {
+      return true;
+    }
+    for (let attempt = 0; attempt < CACHE_ATTEMPTS; attempt++) {
+      const current = await cache.get(key);
+      if (current === undefined) {
+        if (await cache.create(key, value)) return true;
+        continue;
+      }
+      if (current.version === TOMBSTONE_VERSION ? !overTombstone : !olderOrSame(current, record)) {
+        return true;
+      }
+      if ((await cache.update(key, value, current.version)) === 'ok') return true;
+    }
+    return false;
+  };
+
+  /** Replaces whatever the cache holds for `key` with a tombstone. */
+  const bury = async (key: string): Promise<boolean> => {
+    const now = Date.now();
+    const tombstone: StoredSession = {
+      data: '',
+      version: TOMBSTONE_VERSION,
+      expiresAt: now + TOMBSTONE_MS,
+      createdAt: now,
+    };
+    for (let attempt = 0; attempt < CACHE_ATTEMPTS; attempt++) {
+      if (await cache.create(key, tombstone)) return true;
+      const current = await cache.get(key);
+      if (current === undefined) continue;
+      if (current.version === TOMBSTONE_VERSION) return true;
+      if ((await cache.update(key, tombstone, current.version)) === 'ok') return true;
+    }
+    return false;
+  };
+
+  const cached: SessionStore = {
+    name,
+
+    async get(key) {
+      ensureOpen();
+      const suspected = suspects.has(key);
+      let found: StoredSession | undefined;
+      if (!suspected) {
+        try {
+          found = await cache.get(key);
+        } catch (err) {
+          warn('get', err);
+        }
+      }
+      // A tombstone: destroyed a moment ago. Read the truth, and fill nothing.
+      if (found?.version === TOMBSTONE_VERSION) return store.get(key);
+      if (found !== undefined) {
+        const hit = unwrap(found, Date.now());
+        if (hit !== undefined) return hit;
+      }
+      const record = await store.get(key);
+      if (record !== undefined) {
+        const expected = found === undefined ? 'empty' : found.version;
+        await cacheWrite('write', key, () => put(key, record, expected));
+      } else if (suspected || found !== undefined) {
+        // The cache may hold a copy the durable store no longer has.
+        await cacheWrite('destroy', key, () => bury(key));
+      }
+      return record;
+    },
+
+    async create(key, record) {
+      ensureOpen();
+      if (!(await store.create(key, record))) return false;
+      // A new record under this key: whatever the cache still holds for it
+      // (an expired session, a tombstone) is older.
+      await cacheWrite('write', key, () => put(key, record, 'empty', true));
+      return true;
+    },
+
+    async update(key, record, expectedVersion): Promise<UpdateResult> {
+      ensureOpen();
+      const result = await store.update(key, record, expectedVersion);
+      if (result === 'ok') {
+        await cacheWrite('write', key, () => put(key, record, expectedVersion));
+      } else {
+        // The caller worked from a stale copy, perhaps the cache's: its reload
+        // must read the truth.
+        suspect(key);
+        if (result === 'missing') await cacheWrite('destroy', key, () => bury(key));
+      }
+      return result;
+    },
+
+    async touch(key, expiresAt) {
+      ensureOpen();
+      await store.touch(key, expiresAt);
+      // The cached copy keeps its version, so a concurrent update still wins.
+      try {
+        await cache.touch(key, expiresAt);
+      } catch (err) {
+        warn('touch', err);
+        suspect(key);
+      }
+    },
+
+    async destroy(key) {
+      ensureOpen();
+      await store.destroy(key);
+      await cacheWrite('destroy', key, () => bury(key));
+    },
+
+    async clearExpired(now = Date.now()) {
+      ensureOpen();
+      const removed = await store.clearExpired(now);
+      try {
+        await cache.clearExpired(now);
+      } catch (err) {
+        warn('clearExpired', err);
+      }
+      return removed;
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      suspects.clear();
+      const [cacheClosed, storeClosed] = await Promise.allSettled([cache.close(), store.close()]);
+      if (cacheClosed.status === 'rejected') warn('close', cacheClosed.reason);
+      if (storeClosed.status === 'rejected') throw storeClosed.reason;
+    },
+  };
+
+  if (store.lock !== undefined && store.unlock !== undefined) {
+    const { lock, unlock } = store;
+    cached.lock = async (key, token, ttlMs) => {
+      ensureOpen();
+      return lock.call(store, key, token, ttlMs);
+    };
+    cached.unlock = async (key, token) => {
+      ensureOpen();
+      return unlock.call(store, key, token);
+    };
+  }
+  return cached;
+}
+
+/** The record in a cache entry, or undefined when the entry is stale or unreadable. */
+function unwrap(found: StoredSession, now: number): StoredSession | undefined {
+  const colon = found.data.indexOf(':');
+  if (colon < 0) return undefined;
+  const head = found.data.slice(0, colon);
+  const staleAfter = head === '' ? Number.POSITIVE_INFINITY : Number(head);
+  if (!(now < staleAfter) || found.expiresAt <= now) return undefined;
+  const record: StoredSession = {
+    data: found.data.slice(colon + 1),
+    version: found.version,
+    expiresAt: found.expiresAt,
+    createdAt: found.createdAt,
+  };
+  if (found.owner !== undefined) record.owner = found.owner;
+  return record;
+}
+
+/** True when `cached` is the same session as `record` at an older or equal version, or an older session. */
+function olderOrSame(cached: StoredSession, record: StoredSession): boolean {
+  if (cached.createdAt !== record.createdAt) return cached.createdAt < record.createdAt;
+  return cached.version <= record.version;
+}
+
+function isStore(value: unknown): value is SessionStore {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as SessionStore).get === 'function' &&
+    typeof (value as SessionStore).update === 'function'
+  );
+}
