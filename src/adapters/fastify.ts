@@ -4,7 +4,8 @@ import type { CommitResult, LoadOptions, Sessions } from '../manager.js';
 import type { Session, SessionData } from '../session.js';
 import { ERROR_HEADERS, logSessionError, publicMessage } from './errors.js';
 import { incoming } from './http.js';
-import { mergeVary, withCommitHeaders } from './web.js';
+import { mergeVary } from './headers.js';
+import { withCommitHeaders } from './web.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

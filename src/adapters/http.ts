@@ -1,3 +1,4 @@
+import { mergeVary } from './headers.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { SatchelError } from '../errors.js';
@@ -110,14 +111,7 @@ function appendHeader(res: ServerResponse, name: string, value: string): void {
 
 function appendVary(res: ServerResponse, field: string): void {
   const current = res.getHeader('vary');
-  const list =
-    current === undefined
-      ? []
-      : String(current)
-          .split(',')
-          .map((v) => v.trim());
-  if (list.includes('*') || list.some((v) => v.toLowerCase() === field.toLowerCase())) return;
-  res.setHeader('vary', [...list.filter(Boolean), field].join(', '));
+  res.setHeader('vary', mergeVary(current === undefined ? undefined : String(current), field));
 }
 
 /** An error thrown by satchel becomes its status; anything else is not ours to answer. */

@@ -1,3 +1,4 @@
+import { mergeVary } from './headers.js';
 import { SatchelError } from '../errors.js';
 import type { CommitResult, IncomingRequest, LoadOptions, Sessions } from '../manager.js';
 import type { Session, SessionData } from '../session.js';
@@ -11,18 +12,6 @@ export function fromRequest(request: Request): IncomingRequest {
     encrypted: url.protocol === 'https:',
     url: url.pathname + url.search,
   };
-}
-
-/** @internal `field` added to a Vary value unless it (or `*`) is already there. */
-export function mergeVary(current: string | null | undefined, field: string): string {
-  const list = (current ?? '')
-    .split(',')
-    .map((v) => v.trim())
-    .filter(Boolean);
-  if (list.includes('*') || list.some((v) => v.toLowerCase() === field.toLowerCase())) {
-    return list.join(', ');
-  }
-  return [...list, field].join(', ');
 }
 
 function apply(target: Headers, headers: CommitResult['headers']): void {
