@@ -562,11 +562,14 @@ export function createSessions<D extends object = SessionData>(
 
   /** A handed-out value changed in place (cart.push(x)) is saved as if set. */
   function recordNestedChanges(s: SessionState): void {
-    for (const [key, { ref, text }] of s.handedOut) {
-      if (s.data.get(key) === ref && stringifyValue(ref) !== text)
-        s.ops.push({ t: 'set', k: key, v: ref });
+    for (const [key, entry] of s.handedOut) {
+      if (s.data.get(key) !== entry.ref) continue;
+      const now = stringifyValue(entry.ref);
+      if (now === entry.text) continue;
+      s.ops.push({ t: 'set', k: key, v: entry.ref });
+      // Re-baselined, so a change made after save() is caught by the next save.
+      entry.text = now;
     }
-    s.handedOut.clear();
   }
 
   async function create(

@@ -49,6 +49,18 @@ describe('Session dictionary API', () => {
     await exchange(sessions, first.value, (s) => expect(s.get('cart')).toEqual(['a', 'b']));
   });
 
+  it('saves a nested change made after save() at the end of the request', async () => {
+    make();
+    const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
+    await exchange(sessions, first.value, async (s) => {
+      const cart = s.get('cart');
+      cart.push('b');
+      await s.save();
+      cart.push('c');
+    });
+    await exchange(sessions, first.value, (s) => expect(s.get('cart')).toEqual(['a', 'b', 'c']));
+  });
+
   it('reports modified and accessed the way Django does', async () => {
     make();
     const first = await exchange(sessions, undefined, (s) => s.set('a', 1));
