@@ -172,9 +172,9 @@ export function describeStore(
 
     it('stops returning a record once its expiresAt has passed', async () => {
       const key = newKey();
-      await store.create(key, newRecord({ expiresAt: Date.now() + 50 }));
+      await store.create(key, newRecord({ expiresAt: Date.now() + 500 }));
       expect(await store.get(key)).toBeDefined();
-      await sleep(80);
+      await sleep(600);
       expect(await store.get(key)).toBeUndefined();
     });
 
