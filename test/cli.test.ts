@@ -7,10 +7,25 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
+import { Redis } from 'ioredis';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StoreEnvError, storeFromEnv, UnknownStoreError } from '../src/cli/config.js';
 import type { SessionStore, StoredSession } from '../src/index.js';
 import { fileStore } from '../src/stores/file.js';
+import { migrate, postgresStore } from '../src/stores/postgres.js';
+import { redisStore } from '../src/stores/redis.js';
 import { sqliteStore } from '../src/stores/sqlite.js';
+import {
+  adminDatabaseUrl,
+  DATABASE_URL,
+  describeWithService,
+  dropTable,
+  postgresUnreachable,
+  REDIS_URL,
+  redisUnreachable,
+  uniqueName,
+} from './e2e/harness.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
@@ -178,7 +193,9 @@ describe('satchel usage', () => {
       expect(run.code).toBe(0);
       expect(run.stdout).toMatch(/^Usage: satchel <command>/);
       expect(run.stdout).toContain('clearsessions');
+      expect(run.stdout).toContain('migrate');
       expect(run.stdout).toContain('keygen');
+      expect(run.stdout).toContain('SATCHEL_DATABASE_URL');
     },
   );
 
@@ -188,10 +205,12 @@ describe('satchel usage', () => {
     [['keygen', '--help']],
     [['keygen', '-h']],
     [['help', 'clearsessions']],
+    [['migrate', '--help']],
+    [['help', 'migrate']],
   ])('prints the command help for %j and exits 0', async (args) => {
     const run = await satchel(args);
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/^Usage: satchel (clearsessions|keygen) \[options\]/);
+    expect(run.stdout).toMatch(/^Usage: satchel (clearsessions|keygen|migrate) \[options\]/);
     expect(run.stderr).toBe('');
   });
 
@@ -218,5 +237,376 @@ describe('satchel usage', () => {
     const run = await satchel([]);
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/^Usage: satchel <command>/);
+  });
+});
+
+describe('storeFromEnv', () => {
+  it('refuses unknown names and malformed variables with a StoreEnvError naming the variable', async () => {
+    const cases: [Record<string, string>, RegExp][] = [
+      [
+        { SATCHEL_STORE: 'mongo' },
+        /^unknown SATCHEL_STORE "mongo"; expected one of: sqlite, file, memory, redis, postgres, cached, cookie$/,
+      ],
+      [
+        { SATCHEL_STORE: 'redis', SATCHEL_REDIS_URL: 'localhost:6379' },
+        /^SATCHEL_REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/,
+      ],
+      [
+        { SATCHEL_STORE: 'redis', SATCHEL_REDIS_PREFIX: 'a{b}' },
+        /prefix must be a string without \{ or \}/,
+      ],
+      [
+        { SATCHEL_STORE: 'postgres', SATCHEL_DATABASE_URL: 'mysql://db/x' },
+        /^SATCHEL_DATABASE_URL must be a postgres:\/\//,
+      ],
+      [
+        { SATCHEL_STORE: 'postgres', SATCHEL_DATABASE_TABLE: 'drop table' },
+        /table must be a plain identifier/,
+      ],
+      [
+        { SATCHEL_STORE: 'cached', SATCHEL_CACHED_STORE: 'memory' },
+        /^unknown SATCHEL_CACHED_STORE "memory"; expected one of: postgres, sqlite, file$/,
+      ],
+      [
+        { SATCHEL_STORE: 'cached', SATCHEL_CACHE: 'memcached' },
+        /^unknown SATCHEL_CACHE "memcached"; expected one of: memory, redis$/,
+      ],
+      [
+        { SATCHEL_STORE: 'cached', SATCHEL_CACHE_TTL_MS: '5s' },
+        /^SATCHEL_CACHE_TTL_MS must be a positive whole number/,
+      ],
+      [
+        { SATCHEL_STORE: 'cookie' },
+        /^the cookie store needs SATCHEL_SECRET: .* \(generate one with: satchel keygen\)$/,
+      ],
+      [
+        { SATCHEL_STORE: 'cookie', SATCHEL_SECRET: ' , ' },
+        /^the cookie store needs SATCHEL_SECRET/,
+      ],
+      [
+        { SATCHEL_STORE: 'cookie', SATCHEL_SECRET: 'short-secret' },
+        /^SATCHEL_SECRET is 12 characters; each key needs at least 32/,
+      ],
+      [
+        { SATCHEL_STORE: 'cookie', SATCHEL_SECRET: `${'k'.repeat(32)},tiny` },
+        /^key 2 of SATCHEL_SECRET is 4 characters/,
+      ],
+    ];
+    for (const [env, message] of cases) {
+      const error = await storeFromEnv(env).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(error, JSON.stringify(env)).toBeInstanceOf(StoreEnvError);
+      expect((error as Error).message, JSON.stringify(env)).toMatch(message);
+    }
+    await expect(storeFromEnv({ SATCHEL_STORE: 'nope' })).rejects.toBeInstanceOf(UnknownStoreError);
+  });
+
+  it('never puts a secret or a password in an error or a description', async () => {
+    const secret = 'not-long-enough-but-secret';
+    const error = (await storeFromEnv({ SATCHEL_STORE: 'cookie', SATCHEL_SECRET: secret }).catch(
+      (err: unknown) => err,
+    )) as Error;
+    expect(error.message).not.toContain(secret);
+
+    const choice = await storeFromEnv({
+      SATCHEL_STORE: 'postgres',
+      SATCHEL_DATABASE_URL: 'postgres://app:hunter2@127.0.0.1:5432/app',
+    });
+    try {
+      expect(choice.description).toBe(
+        'postgres (postgres://app:***@127.0.0.1:5432/app, table satchel_sessions)',
+      );
+      expect(choice.migration).toMatchObject({ table: 'satchel_sessions' });
+    } finally {
+      await choice.store.close();
+    }
+  });
+
+  it('opens the cookie store with a key list for rotation, and cached in front of sqlite', async () => {
+    const cookie = await storeFromEnv({
+      SATCHEL_STORE: 'Cookie',
+      SATCHEL_SECRET: `${'a'.repeat(32)}, ${'b'.repeat(40)}`,
+    });
+    expect(cookie).toMatchObject({ name: 'cookie', store: { kind: 'cookie' } });
+    expect(cookie.description).toContain('2 keys');
+    expect(cookie.migration).toBeUndefined();
+    await cookie.store.close();
+
+    const cached = await storeFromEnv({
+      SATCHEL_STORE: 'cached',
+      SATCHEL_CACHED_STORE: 'sqlite',
+      SATCHEL_SQLITE_PATH: join(dir, 'cached.db'),
+    });
+    try {
+      expect(cached.name).toBe('cached');
+      expect(cached.store.name).toBe('cached(sqlite)');
+      expect(cached.description).toBe(
+        `cached (memory cache in this process, re-read after 5000 ms, in front of sqlite: ${join(dir, 'cached.db')})`,
+      );
+      expect(cached.migration).toBeUndefined();
+    } finally {
+      await cached.store.close();
+    }
+  });
+});
+
+describe('satchel clearsessions on the other stores', () => {
+  it('says there is nothing to clear for the cookie store, without needing its secret', async () => {
+    const run = await satchel(['clearsessions'], { SATCHEL_STORE: 'cookie' });
+    expect(run).toMatchObject({ code: 0, stderr: '' });
+    expect(run.stdout).toMatch(
+      /^Nothing to clear: the cookie store keeps sessions in the browsers/,
+    );
+    expect((await satchel(['clearsessions', '-q', '--store', 'cookie'])).stdout).toBe('');
+  });
+
+  it('clears the durable store behind the cached store', async () => {
+    const path = join(dir, 'behind-cache.db');
+    const live = await seed(sqliteStore({ path }));
+    const run = await satchel(['clearsessions'], {
+      SATCHEL_STORE: 'cached',
+      SATCHEL_CACHED_STORE: 'sqlite',
+      SATCHEL_SQLITE_PATH: path,
+    });
+    expect(run).toMatchObject({ code: 0, stdout: 'Removed 2 expired sessions.\n', stderr: '' });
+    const store = sqliteStore({ path });
+    try {
+      for (const key of live) expect(await store.get(key)).toMatchObject({ version: 1 });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('exits 2 naming the variable when the environment is wrong', async () => {
+    const run = await satchel(['clearsessions'], {
+      SATCHEL_STORE: 'redis',
+      SATCHEL_REDIS_URL: 'localhost:6379',
+    });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(
+      /^satchel clearsessions: SATCHEL_REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL; got "localhost:6379"\n/,
+    );
+  });
+
+  it('exits 1 with one line when Redis cannot be reached', async () => {
+    const run = await satchel([
+      'clearsessions',
+      '--store',
+      'redis',
+      '--redis-url',
+      'redis://127.0.0.1:9',
+    ]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toMatch(/^satchel clearsessions: \[redis\] clearExpired failed: .+\n$/);
+  });
+});
+
+describe('satchel migrate without PostgreSQL', () => {
+  it.each([
+    ['sqlite', 'creates its table itself when it opens'],
+    ['redis', 'keeps no schema'],
+    ['cookie', 'keeps no schema'],
+    ['file', 'keeps no schema'],
+  ])('says the %s store needs nothing and exits 0, opening nothing', async (store, why) => {
+    // An unreachable Redis and a missing secret do not matter: nothing is opened.
+    const run = await satchel(['migrate'], {
+      SATCHEL_STORE: store,
+      SATCHEL_REDIS_URL: 'redis://127.0.0.1:9',
+    });
+    expect(run).toMatchObject({
+      code: 0,
+      stdout: `Nothing to migrate: the ${store} store ${why}.\n`,
+      stderr: '',
+    });
+  });
+
+  it('exits 2 when --table or --database-url is given for a store that is not postgres', async () => {
+    const run = await satchel(['migrate', '--table', 'sessions'], { SATCHEL_STORE: 'redis' });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(
+      'satchel migrate: --table applies to the postgres store, but the store is redis',
+    );
+  });
+
+  it('exits 2 on a table name that is not a plain identifier, before connecting', async () => {
+    const run = await satchel(['migrate', '--store', 'postgres', '--table', 'x; DROP TABLE y'], {
+      SATCHEL_DATABASE_URL: 'postgres://127.0.0.1:9/nowhere',
+    });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(
+      /^satchel migrate: postgres store: table must be a plain identifier/,
+    );
+  });
+
+  it('exits 2 on an unknown --store and on options it does not take', async () => {
+    const unknown = await satchel(['migrate', '--store', 'mongo']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('unknown --store "mongo"');
+    const extra = await satchel(['migrate', '--sqlite-path', 'x.db']);
+    expect(extra.code).toBe(2);
+    expect(extra.stderr).toContain("Unknown option '--sqlite-path'");
+  });
+
+  it('exits 1 with one line when the database cannot be reached', async () => {
+    const run = await satchel(['migrate'], {
+      SATCHEL_STORE: 'postgres',
+      SATCHEL_DATABASE_URL: 'postgres://127.0.0.1:9/nowhere',
+    });
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toMatch(
+      /^satchel migrate: \[postgres\] migrate failed: .*ECONNREFUSED.*\n$/,
+    );
+    expect(run.stderr.split('\n')).toHaveLength(2);
+  });
+});
+
+/** The names of the tables `satchel migrate` creates for `table`, as found in the database. */
+async function tablesAndIndexes(admin: pg.Pool, table: string): Promise<string[]> {
+  const { rows } = await admin.query<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_class c
+     WHERE c.relname = ANY($1::text[]) AND pg_table_is_visible(c.oid) ORDER BY 1`,
+    [[table, `${table}_locks`, `${table}_expires_at`, `${table}_owner`, `${table}_pkey`]],
+  );
+  return rows.map((row) => row.name);
+}
+
+describeWithService(
+  'satchel migrate and clearsessions on PostgreSQL',
+  await postgresUnreachable(),
+  () => {
+    let admin: pg.Pool;
+    const tables: string[] = [];
+
+    beforeAll(() => {
+      admin = new pg.Pool({ connectionString: adminDatabaseUrl(), max: 2 });
+    });
+
+    afterAll(async () => {
+      try {
+        for (const table of tables) await dropTable(table);
+      } finally {
+        await admin?.end();
+      }
+    });
+
+    it('creates the table, its indexes and the locks table; a second run changes nothing', async () => {
+      const table = uniqueName('satchel_cli_migrate');
+      tables.push(table);
+      const env = { SATCHEL_STORE: 'postgres', SATCHEL_DATABASE_URL: DATABASE_URL };
+
+      const first = await satchel(['migrate', '--table', table], env);
+      expect(first).toMatchObject({
+        code: 0,
+        stderr: '',
+        stdout: `Migrated table ${table} in ${DATABASE_URL}: created table ${table}, index ${table}_expires_at, index ${table}_owner, table ${table}_locks.\n`,
+      });
+      expect(await tablesAndIndexes(admin, table)).toEqual(
+        [table, `${table}_expires_at`, `${table}_locks`, `${table}_owner`, `${table}_pkey`].sort(),
+      );
+
+      const second = await satchel(['migrate'], { ...env, SATCHEL_DATABASE_TABLE: table });
+      expect(second).toMatchObject({
+        code: 0,
+        stderr: '',
+        stdout: `Table ${table} in ${DATABASE_URL} is up to date; nothing to migrate.\n`,
+      });
+      expect(await tablesAndIndexes(admin, table)).toHaveLength(5);
+    });
+
+    it('migrates the durable table behind the cached store too', async () => {
+      const table = uniqueName('satchel_cli_cached');
+      tables.push(table);
+      const run = await satchel(['migrate'], {
+        SATCHEL_STORE: 'cached',
+        SATCHEL_DATABASE_TABLE: table,
+      });
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(
+        new RegExp(`^Migrated table ${table} in .*: created table ${table},`),
+      );
+    });
+
+    it('clearsessions removes only the expired sessions', async () => {
+      const table = uniqueName('satchel_cli_clear');
+      tables.push(table);
+      await migrate({ connectionString: DATABASE_URL, table });
+      const live = await seed(postgresStore({ connectionString: DATABASE_URL, table }));
+
+      const run = await satchel(['clearsessions', '--store', 'postgres', '--table', table]);
+      expect(run).toMatchObject({ code: 0, stdout: 'Removed 2 expired sessions.\n', stderr: '' });
+
+      const { rows } = await admin.query<{ key: string }>(
+        `SELECT key FROM "${table}" ORDER BY key`,
+      );
+      expect(rows.map((row) => row.key)).toEqual(live);
+      const again = await satchel(['clearsessions'], {
+        SATCHEL_STORE: 'postgres',
+        SATCHEL_DATABASE_TABLE: table,
+      });
+      expect(again).toMatchObject({ code: 0, stdout: 'Removed 0 expired sessions.\n' });
+    });
+
+    it('clearsessions exits 1 naming satchel migrate when the table does not exist', async () => {
+      const run = await satchel(['clearsessions'], {
+        SATCHEL_STORE: 'postgres',
+        SATCHEL_DATABASE_TABLE: uniqueName('satchel_cli_missing'),
+      });
+      expect(run.code).toBe(1);
+      expect(run.stderr).toContain('does not exist');
+      expect(run.stderr).toContain('satchel migrate');
+    });
+  },
+);
+
+describeWithService('satchel clearsessions on Redis', await redisUnreachable(), () => {
+  const prefix = `${uniqueName('satchel-cli')}:`;
+  let redis: Redis;
+
+  beforeAll(() => {
+    redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  });
+
+  afterAll(async () => {
+    try {
+      const keys = await redis.keys(`${prefix}*`);
+      if (keys.length > 0) await redis.unlink(...keys);
+    } finally {
+      redis?.disconnect();
+    }
+  });
+
+  it('removes the expired sessions Redis has not expired yet, and keeps the live ones', async () => {
+    const store = redisStore({ url: REDIS_URL, prefix });
+    const now = Date.now();
+    // Redis itself expires records a minute after expiresAt; these are younger.
+    expect(await store.create('expired-1', record(now - 5_000))).toBe(true);
+    expect(await store.create('expired-2', record(now - 1))).toBe(true);
+    expect(await store.create('live-1', record(now + 3_600_000))).toBe(true);
+    expect(await store.create('live-2', record(now + 86_400_000))).toBe(true);
+    await store.close();
+    // Another application's keys in the same Redis are never touched.
+    await redis.hset(`other-${prefix}{expired-3}`, 'expiresAt', String(now - 5_000));
+    await redis.pexpire(`other-${prefix}{expired-3}`, 60_000);
+
+    const run = await satchel(['clearsessions'], {
+      SATCHEL_STORE: 'redis',
+      SATCHEL_REDIS_URL: REDIS_URL,
+      SATCHEL_REDIS_PREFIX: prefix,
+    });
+    expect(run).toMatchObject({
+      code: 0,
+      stdout:
+        'Removed 2 expired sessions.\nRedis expires sessions by itself: running this is optional.\n',
+      stderr: '',
+    });
+    expect((await redis.keys(`${prefix}*`)).sort()).toEqual([
+      `${prefix}{live-1}`,
+      `${prefix}{live-2}`,
+    ]);
+    expect(await redis.unlink(`other-${prefix}{expired-3}`)).toBe(1);
   });
 });

@@ -12,6 +12,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import nunjucks from 'nunjucks';
 import { session } from '../../src/adapters/express.js';
 import {
+  type CookieStore,
   createSessions,
   SatchelError,
   type Session,
@@ -77,7 +78,7 @@ const bySlug = new Map(PRODUCTS.map((p) => [p.slug, p]));
 
 /** Longest item name accepted, in UTF-16 code units. */
 export const MAX_ITEM_LENGTH = 100;
-/** Most items one cart holds, so a script cannot grow a session without bound. */
+/** Most items one cart holds by default, so a script cannot grow a session without bound. */
 export const MAX_CART_ITEMS = 200;
 
 interface Message {
@@ -86,8 +87,8 @@ interface Message {
 }
 
 export interface CartAppOptions {
-  /** Where sessions are kept. */
-  store: SessionStore;
+  /** Where sessions are kept: a server-side store, or the cookie store. */
+  store: SessionStore | CookieStore;
   /**
    * How the session panel names the store, e.g. `sqlite (./satchel-sessions.db)`.
    * @default store.name
@@ -95,6 +96,11 @@ export interface CartAppOptions {
   storeDescription?: string;
   /** Any other createSessions options (expiry, cookie, secrets). */
   sessions?: Omit<SessionsOptions, 'store'>;
+  /**
+   * Most items one cart holds; further adds say the cart is full.
+   * @default MAX_CART_ITEMS (200)
+   */
+  maxCartItems?: number;
 }
 
 export interface CartApp {
@@ -115,10 +121,10 @@ export function validItem(item: unknown): string | undefined {
 // Updaters may run again on newer data when another request saved first, so
 // they are pure functions of the value they are given.
 const addItem =
-  (item: string) =>
+  (item: string, max: number) =>
   (cart: string[] | undefined): string[] => {
     const current = cart ?? [];
-    return current.length >= MAX_CART_ITEMS ? current : [...current, item];
+    return current.length >= max ? current : [...current, item];
   };
 
 const removeOne =
@@ -144,15 +150,6 @@ function cartLines(cart: readonly string[]) {
       subtotal: product === undefined ? undefined : product.price * quantity,
     };
   });
-}
-
-/** Adds `item` to the cart, never losing a concurrent add; returns the message to show. */
-function add(session: Session, item: string): Message {
-  const before = session.get('cart', []).length;
-  const after = session.update('cart', addItem(item)).length;
-  return after > before
-    ? { level: 'success', text: `Added ${item}` }
-    : { level: 'error', text: `Your cart is full (${MAX_CART_ITEMS} items)` };
 }
 
 function newToken(): string {
@@ -194,6 +191,12 @@ const REDIRECTS = new Set(['/', '/cart/']);
 
 export function createApp(options: CartAppOptions): CartApp {
   const storeDescription = options.storeDescription ?? options.store.name;
+  // The cookie store keeps the whole session, sealed, in the cookie: no ID, nothing on the server.
+  const sealed = 'kind' in options.store && options.store.kind === 'cookie';
+  const maxCartItems = options.maxCartItems ?? MAX_CART_ITEMS;
+  if (!Number.isSafeInteger(maxCartItems) || maxCartItems < 1) {
+    throw new RangeError(`maxCartItems must be a positive integer; got ${String(maxCartItems)}`);
+  }
   const sessions = createSessions({ ...options.sessions, store: options.store });
 
   const templates = new nunjucks.Environment(
@@ -217,6 +220,15 @@ export function createApp(options: CartAppOptions): CartApp {
   });
   app.use(session(sessions));
   app.use(express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 20 }));
+
+  /** Adds `item` to the cart, never losing a concurrent add; returns the message to show. */
+  function add(session: Session, item: string): Message {
+    const before = session.get('cart', []).length;
+    const after = session.update('cart', addItem(item, maxCartItems)).length;
+    return after > before
+      ? { level: 'success', text: `Added ${item}` }
+      : { level: 'error', text: `Your cart is full (${maxCartItems} items)` };
+  }
 
   /** Renders a page with the layout's context: cart badge, flash message, session panel. */
   async function page(
@@ -252,6 +264,7 @@ export function createApp(options: CartAppOptions): CartApp {
       maxItemLength: MAX_ITEM_LENGTH,
       panel: {
         store: storeDescription,
+        sealed,
         isNew,
         expiresAt: s.expiresAt.toISOString(),
         expiresAtText: `${s.expiresAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`,

@@ -2,16 +2,33 @@
  * Runs the shopping cart: `npm start`, then open
  * http://127.0.0.1:8000/add_to_cart/awesome-item/
  *
- *   HOST, PORT            where to listen (default 127.0.0.1:8000; PORT=0 picks a free port)
- *   SATCHEL_STORE         sqlite (default) | file | memory
- *   SATCHEL_SQLITE_PATH   the SQLite file (default ./satchel-sessions.db)
- *   SATCHEL_FILE_PATH     the file store's folder, as Django's SESSION_FILE_PATH (default: OS temp)
+ *   HOST, PORT              where to listen (default 127.0.0.1:8000; PORT=0 picks a free port)
+ *   SATCHEL_STORE           sqlite (default) | file | memory | redis | postgres | cached | cookie
+ *   SATCHEL_SQLITE_PATH     the SQLite file (default ./satchel-sessions.db)
+ *   SATCHEL_FILE_PATH       the file store's folder, as Django's SESSION_FILE_PATH (default: OS temp)
+ *   SATCHEL_REDIS_URL       redis (default redis://127.0.0.1:6379); SATCHEL_REDIS_PREFIX (default satchel:)
+ *   SATCHEL_DATABASE_URL    postgres (default postgres://127.0.0.1:5432/postgres);
+ *                           SATCHEL_DATABASE_TABLE (default satchel_sessions)
+ *   SATCHEL_CACHED_STORE    cached: the durable store, postgres (default) | sqlite | file
+ *   SATCHEL_CACHE           cached: the cache, memory (default) | redis; SATCHEL_CACHE_TTL_MS
+ *   SATCHEL_SECRET          cookie: comma-separated keys of 32+ characters (`satchel keygen`)
+ *   CART_MAX_ITEMS          most items in one cart (default 200)
+ *
+ * With postgres (or cached in front of it) the server runs `satchel migrate`
+ * at start-up, which creates the table if it is missing and says so.
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type StoreChoice, storeFromEnv, UnknownStoreError } from '../../src/cli/config.js';
+import {
+  migrationFromEnv,
+  migrationSummary,
+  runMigration,
+  type StoreChoice,
+  StoreEnvError,
+  storeFromEnv,
+} from '../../src/cli/config.js';
 import { SatchelError } from '../../src/index.js';
-import { createApp } from './app.js';
+import { createApp, MAX_CART_ITEMS } from './app.js';
 
 function fail(message: string, code: number): never {
   console.error(`shopping-cart: ${message}`);
@@ -24,17 +41,34 @@ const port = Number(portText);
 if (!/^\d+$/.test(portText) || port > 65_535) {
   fail(`PORT must be a number from 0 to 65535; got ${JSON.stringify(portText)}`, 2);
 }
+const maxText = process.env.CART_MAX_ITEMS || String(MAX_CART_ITEMS);
+const maxCartItems = Number(maxText);
+if (!/^\d+$/.test(maxText) || maxCartItems < 1 || !Number.isSafeInteger(maxCartItems)) {
+  fail(`CART_MAX_ITEMS must be a positive whole number; got ${JSON.stringify(maxText)}`, 2);
+}
 
 let choice: StoreChoice;
 try {
+  // The table first, as an operator would run `satchel migrate` before deploying.
+  const migration = migrationFromEnv(process.env);
+  if (migration !== undefined) {
+    const report = await runMigration(migration);
+    console.log(
+      `Ran satchel migrate on table ${report.table} (${report.shownUrl}): ${migrationSummary(report)}`,
+    );
+  }
   choice = await storeFromEnv(process.env);
 } catch (err) {
-  if (err instanceof UnknownStoreError) fail(err.message, 2);
+  if (err instanceof StoreEnvError) fail(err.message, 2);
   if (SatchelError.is(err)) fail(err.message.replace(/^\[satchel\] /, ''), 1);
   throw err;
 }
 
-const { app, close } = createApp({ store: choice.store, storeDescription: choice.description });
+const { app, close } = createApp({
+  store: choice.store,
+  storeDescription: choice.description,
+  maxCartItems,
+});
 const server = createServer(app);
 
 server.once('error', async (err: NodeJS.ErrnoException) => {

@@ -3,6 +3,7 @@
  * The `satchel` command.
  *
  *   satchel clearsessions   remove expired sessions from the configured store
+ *   satchel migrate         create the postgres store's tables
  *   satchel keygen          print a fresh secret for the `secrets` option
  *
  * Exit codes: 0 success, 1 runtime failure (the store is down), 2 usage error.
@@ -12,8 +13,19 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { SatchelError } from '../errors.js';
 import {
+  DEFAULT_CACHE,
+  DEFAULT_CACHED_STORE,
+  DEFAULT_DATABASE_TABLE,
+  DEFAULT_DATABASE_URL,
+  DEFAULT_REDIS_URL,
   DEFAULT_STORE,
+  migrationFromEnv,
+  migrationSummary,
+  runMigration,
+  type StoreChoice,
+  StoreEnvError,
   type StoreEnv,
+  selectedStore,
   storeFromEnv,
   storeNames,
   UnknownStoreError,
@@ -23,7 +35,7 @@ const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 
-/** A mistake on the command line: reported with a hint, exit 2. */
+/** A mistake on the command line or in the environment: reported with a hint, exit 2. */
 class UsageError extends Error {}
 
 interface Io {
@@ -42,6 +54,7 @@ const TOP_HELP = `Usage: satchel <command> [options]
 
 Commands:
   clearsessions   Remove expired sessions from the configured store
+  migrate         Create the tables the configured store needs (postgres)
   keygen          Print a fresh random secret for the \`secrets\` option
   help [command]  Show help for a command
 
@@ -50,12 +63,74 @@ Options:
   -V, --version   Print the version
 
 The store comes from the environment, as for the example app:
-  SATCHEL_STORE        ${storeNames().join(' | ')} (default: ${DEFAULT_STORE})
-  SATCHEL_SQLITE_PATH  SQLite database file (default: ./satchel-sessions.db)
-  SATCHEL_FILE_PATH    file store folder (default: the OS temp folder)
+  SATCHEL_STORE           ${storeNames().join(' | ')} (default: ${DEFAULT_STORE})
+  SATCHEL_SQLITE_PATH     SQLite database file (default: ./satchel-sessions.db)
+  SATCHEL_FILE_PATH       file store folder (default: the OS temp folder)
+  SATCHEL_REDIS_URL       Redis (default: ${DEFAULT_REDIS_URL})
+  SATCHEL_REDIS_PREFIX    put before every Redis key (default: satchel:)
+  SATCHEL_DATABASE_URL    PostgreSQL (default: ${DEFAULT_DATABASE_URL})
+  SATCHEL_DATABASE_TABLE  PostgreSQL sessions table (default: ${DEFAULT_DATABASE_TABLE})
+  SATCHEL_CACHED_STORE    durable store behind cached: postgres | sqlite | file (default: ${DEFAULT_CACHED_STORE})
+  SATCHEL_CACHE           cache in front of it: memory | redis (default: ${DEFAULT_CACHE})
+  SATCHEL_CACHE_TTL_MS    how long a cached copy answers reads (default: 5000 for memory)
+  SATCHEL_SECRET          cookie store keys, comma-separated, each >= 32 characters
 
 Exit codes: 0 success, 1 runtime failure (store unavailable), 2 usage error.
 `;
+
+/** Command-line options that override one SATCHEL_* variable each. */
+const STORE_OPTIONS = {
+  store: 'SATCHEL_STORE',
+  'sqlite-path': 'SATCHEL_SQLITE_PATH',
+  'file-path': 'SATCHEL_FILE_PATH',
+  'redis-url': 'SATCHEL_REDIS_URL',
+  'redis-prefix': 'SATCHEL_REDIS_PREFIX',
+  'database-url': 'SATCHEL_DATABASE_URL',
+  table: 'SATCHEL_DATABASE_TABLE',
+} as const;
+type StoreOption = keyof typeof STORE_OPTIONS;
+
+const STORE_OPTIONS_HELP = `  --store <name>        Store: ${storeNames().join(', ')} (overrides SATCHEL_STORE)
+  --sqlite-path <file>  SQLite database file (overrides SATCHEL_SQLITE_PATH)
+  --file-path <dir>     File store folder (overrides SATCHEL_FILE_PATH)
+  --redis-url <url>     Redis URL (overrides SATCHEL_REDIS_URL)
+  --redis-prefix <p>    Redis key prefix (overrides SATCHEL_REDIS_PREFIX)
+  --database-url <url>  PostgreSQL URL (overrides SATCHEL_DATABASE_URL)
+  --table <name>        PostgreSQL table (overrides SATCHEL_DATABASE_TABLE)`;
+
+function storeOptionSpecs(names: readonly StoreOption[]) {
+  return Object.fromEntries(names.map((name) => [name, { type: 'string' as const }])) as Record<
+    StoreOption,
+    { type: 'string' }
+  >;
+}
+
+/** The environment with the command-line overrides applied. */
+function envWith(io: Io, values: Partial<Record<string, unknown>>): StoreEnv {
+  const env: StoreEnv = { ...io.env };
+  for (const [option, variable] of Object.entries(STORE_OPTIONS)) {
+    const value = values[option];
+    if (typeof value === 'string') env[variable] = value;
+  }
+  return env;
+}
+
+/**
+ * Runs `fn`, turning environment mistakes into usage errors; an unknown
+ * store name is blamed on --store when that option gave it.
+ */
+async function fromEnv<T>(values: { store?: unknown }, fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof UnknownStoreError) {
+      const source = values.store === undefined ? 'SATCHEL_STORE' : '--store';
+      throw new UsageError(new UnknownStoreError(err.storeName, source).message);
+    }
+    if (err instanceof StoreEnvError) throw new UsageError(err.message);
+    throw err;
+  }
+}
 
 const commands: Record<string, Command> = {
   clearsessions: {
@@ -63,43 +138,44 @@ const commands: Record<string, Command> = {
     help: `Usage: satchel clearsessions [options]
 
 Removes every expired session from the store selected by SATCHEL_STORE (Django's
-clearsessions). Run it from cron for stores without native expiry (sqlite, file).
+clearsessions). Run it from cron for stores without native expiry (sqlite, file,
+postgres, cached). Redis expires sessions by itself; this removes the few it has
+not dropped yet. The cookie store keeps nothing on the server: nothing to clear.
 Prints "Removed N expired sessions." on success.
 
 Options:
-  --store <name>        Store to clean: ${storeNames().join(', ')} (overrides SATCHEL_STORE)
-  --sqlite-path <file>  SQLite database file (overrides SATCHEL_SQLITE_PATH)
-  --file-path <dir>     File store folder (overrides SATCHEL_FILE_PATH)
+${STORE_OPTIONS_HELP}
   -q, --quiet           Print nothing on success
   -h, --help            Show this help
 `,
     async run(args, io) {
       const { values } = parse(args, {
-        store: { type: 'string' },
-        'sqlite-path': { type: 'string' },
-        'file-path': { type: 'string' },
+        ...storeOptionSpecs(Object.keys(STORE_OPTIONS) as StoreOption[]),
         quiet: { type: 'boolean', short: 'q' },
       });
-      const env: StoreEnv = { ...io.env };
-      if (values.store !== undefined) env.SATCHEL_STORE = values.store;
-      if (values['sqlite-path'] !== undefined) env.SATCHEL_SQLITE_PATH = values['sqlite-path'];
-      if (values['file-path'] !== undefined) env.SATCHEL_FILE_PATH = values['file-path'];
-
-      let choice: Awaited<ReturnType<typeof storeFromEnv>>;
-      try {
-        choice = await storeFromEnv(env);
-      } catch (err) {
-        if (err instanceof UnknownStoreError) {
-          const source = values.store === undefined ? 'SATCHEL_STORE' : '--store';
-          throw new UsageError(new UnknownStoreError(err.storeName, source).message);
-        }
-        throw err;
-      }
-      if (choice.name === 'memory') {
-        await choice.store.close();
+      const env = envWith(io, values);
+      const say = (text: string) => {
+        if (!values.quiet) io.out.write(`${text}\n`);
+      };
+      const name = await fromEnv(values, () => selectedStore(env));
+      if (name === 'memory') {
         throw new UsageError(
           'the memory store lives inside each server process; there is nothing to clear from here',
         );
+      }
+      if (name === 'cookie') {
+        // Nothing to open (and no secret needed): expired cookies are refused
+        // when they come back, and browsers drop them.
+        say(
+          'Nothing to clear: the cookie store keeps sessions in the browsers, and an expired cookie is refused when it comes back.',
+        );
+        return EXIT_OK;
+      }
+      const choice: StoreChoice = await fromEnv(values, () => storeFromEnv(env));
+      const store = choice.store;
+      if (!('clearExpired' in store)) {
+        await store.close().catch(() => {});
+        throw new UsageError(`the ${choice.name} store keeps nothing on the server to clear`);
       }
       const progress = startProgress(
         io.err,
@@ -107,14 +183,67 @@ Options:
       );
       let removed: number;
       try {
-        removed = await choice.store.clearExpired(Date.now());
+        removed = await store.clearExpired(Date.now());
       } finally {
         progress.stop();
-        await choice.store.close().catch(() => {});
+        await store.close().catch(() => {});
       }
-      if (!values.quiet) {
-        io.out.write(`Removed ${removed} expired session${removed === 1 ? '' : 's'}.\n`);
+      say(`Removed ${removed} expired session${removed === 1 ? '' : 's'}.`);
+      if (name === 'redis') say('Redis expires sessions by itself: running this is optional.');
+      return EXIT_OK;
+    },
+  },
+
+  migrate: {
+    summary: 'Create the tables the configured store needs',
+    help: `Usage: satchel migrate [options]
+
+Creates what the store selected by SATCHEL_STORE needs before it is used. For
+postgres (and cached in front of postgres): the sessions table (default
+${DEFAULT_DATABASE_TABLE}), its indexes on expires_at and owner, and the
+<table>_locks table, in the database at SATCHEL_DATABASE_URL (default
+${DEFAULT_DATABASE_URL}).
+
+Existing tables are left alone, so it is safe to run again, and from several
+machines at once; it prints what it created. The other stores need no
+migration: sqlite creates its table when it opens; redis, file, memory and
+cookie keep no schema.
+
+Options:
+  --store <name>        Store: ${storeNames().join(', ')} (overrides SATCHEL_STORE)
+  --database-url <url>  PostgreSQL URL (overrides SATCHEL_DATABASE_URL)
+  --table <name>        Sessions table, optionally schema.table (overrides SATCHEL_DATABASE_TABLE)
+  -h, --help            Show this help
+`,
+    async run(args, io) {
+      const { values } = parse(args, storeOptionSpecs(['store', 'database-url', 'table']));
+      const env = envWith(io, values);
+      const name = await fromEnv(values, () => selectedStore(env));
+      const target = await fromEnv(values, () => migrationFromEnv(env));
+      if (target === undefined) {
+        const given = (['database-url', 'table'] as const).filter((o) => values[o] !== undefined);
+        if (given.length > 0) {
+          throw new UsageError(
+            `--${given[0]} applies to the postgres store, but the store is ${name} (set SATCHEL_STORE=postgres or pass --store postgres)`,
+          );
+        }
+        const why =
+          name === 'sqlite' ? 'creates its table itself when it opens' : 'keeps no schema';
+        io.out.write(`Nothing to migrate: the ${name} store ${why}.\n`);
+        return EXIT_OK;
       }
+      const progress = startProgress(io.err, `Migrating ${target.table} in ${target.shownUrl}`);
+      let report: Awaited<ReturnType<typeof runMigration>>;
+      try {
+        report = await fromEnv(values, () => runMigration(target));
+      } finally {
+        progress.stop();
+      }
+      io.out.write(
+        report.created.length === 0
+          ? `Table ${report.table} in ${report.shownUrl} is up to date; nothing to migrate.\n`
+          : `Migrated table ${report.table} in ${report.shownUrl}: ${migrationSummary(report)}.\n`,
+      );
       return EXIT_OK;
     },
   },

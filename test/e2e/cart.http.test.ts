@@ -209,7 +209,7 @@ describe('starting the server', () => {
     const run = spawnServer({ SATCHEL_STORE: 'mongo', PORT: '0' });
     expect(await run.exited).toEqual({ code: 2, signal: null });
     expect(run.err().trim()).toBe(
-      'shopping-cart: unknown SATCHEL_STORE "mongo"; expected one of: sqlite, file, memory',
+      'shopping-cart: unknown SATCHEL_STORE "mongo"; expected one of: sqlite, file, memory, redis, postgres, cached, cookie',
     );
   });
 
