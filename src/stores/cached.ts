@@ -50,8 +50,11 @@ export interface CachedStoreOptions {
 //   record just before the destroy cannot put it back;
 // - after a failed compare-and-set or cache write, reads of that key go to the
 //   durable store until a cache write succeeds.
-// A cached entry is the record with `data` prefixed by `<staleAfter>:`, the
-// time its copy stops answering reads (empty: when the session expires).
+// A cached entry is the record with `data` prefixed by
+// `<staleAfter>|<owner length>|<owner>`: the time its copy stops answering
+// reads (empty: when the session expires), then the owner (an empty length:
+// none). The owner travels in `data` rather than in `owner`, so a cache store
+// with an owner index (Redis) never maintains one that nobody reads.
 const TOMBSTONE_VERSION = 2 ** 31 - 1;
 /** Longer than any durable read that could race with a destroy. */
 const TOMBSTONE_MS = 60_000;
@@ -74,7 +77,7 @@ const defaultLogger: CachedStoreLogger = {
  * A failing cache is logged and never fails a request.
  *
  * Cached copies carry the session's own `expiresAt`, so they expire with it.
- * Locks are the durable store's, when it has them.
+ * Locks and the owner index are the durable store's, when it has them.
  */
 export function cachedStore(options: CachedStoreOptions): SessionStore {
   const { cache, store } = options;
@@ -132,14 +135,13 @@ export function cachedStore(options: CachedStoreOptions): SessionStore {
 
   const entry = (record: StoredSession): StoredSession => {
     const staleAfter = cacheTtlMs === undefined ? '' : String(Date.now() + cacheTtlMs);
-    const out: StoredSession = {
-      data: `${staleAfter}:${record.data}`,
+    const owner = record.owner === undefined ? '|' : `${record.owner.length}|${record.owner}`;
+    return {
+      data: `${staleAfter}|${owner}${record.data}`,
       version: record.version,
       expiresAt: record.expiresAt,
       createdAt: record.createdAt,
     };
-    if (record.owner !== undefined) out.owner = record.owner;
-    return out;
   };
 
   /**
@@ -286,6 +288,26 @@ export function cachedStore(options: CachedStoreOptions): SessionStore {
     },
   };
 
+  // The owner index is the durable store's: the cache never answers it.
+  // Ending an owner's sessions lists them there and then ends each through
+  // `destroy` above, so each cached copy is replaced by a tombstone; a
+  // session the owner gains after the listing is not ended.
+  if (store.listByOwner !== undefined && store.destroyByOwner !== undefined) {
+    const { listByOwner } = store;
+    cached.listByOwner = async (owner) => {
+      ensureOpen();
+      return listByOwner.call(store, owner);
+    };
+    cached.destroyByOwner = async (owner, exceptKey) => {
+      ensureOpen();
+      const keys = (await listByOwner.call(store, owner))
+        .map(({ key }) => key)
+        .filter((key) => key !== exceptKey);
+      await Promise.all(keys.map((key) => cached.destroy(key)));
+      return keys.length;
+    };
+  }
+
   if (store.lock !== undefined && store.unlock !== undefined) {
     const { lock, unlock } = store;
     cached.lock = async (key, token, ttlMs) => {
@@ -300,20 +322,24 @@ export function cachedStore(options: CachedStoreOptions): SessionStore {
   return cached;
 }
 
+const ENTRY_HEAD = /^(\d*)\|(\d*)\|/;
+
 /** The record in a cache entry, or undefined when the entry is stale or unreadable. */
 function unwrap(found: StoredSession, now: number): StoredSession | undefined {
-  const colon = found.data.indexOf(':');
-  if (colon < 0) return undefined;
-  const head = found.data.slice(0, colon);
-  const staleAfter = head === '' ? Number.POSITIVE_INFINITY : Number(head);
+  const head = ENTRY_HEAD.exec(found.data);
+  if (head === null) return undefined;
+  const [whole, staleText = '', ownerLength = ''] = head;
+  const staleAfter = staleText === '' ? Number.POSITIVE_INFINITY : Number(staleText);
   if (!(now < staleAfter) || found.expiresAt <= now) return undefined;
+  const ownerEnd = whole.length + (ownerLength === '' ? 0 : Number(ownerLength));
+  if (ownerEnd > found.data.length) return undefined;
   const record: StoredSession = {
-    data: found.data.slice(colon + 1),
+    data: found.data.slice(ownerEnd),
     version: found.version,
     expiresAt: found.expiresAt,
     createdAt: found.createdAt,
   };
-  if (found.owner !== undefined) record.owner = found.owner;
+  if (ownerLength !== '') record.owner = found.data.slice(whole.length, ownerEnd);
   return record;
 }
 

@@ -3,7 +3,7 @@ import { userInfo } from 'node:os';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Pool, QueryResult, QueryResultRow } from 'pg';
 import { ConfigError, StoreUnavailableError } from '../errors.js';
-import type { SessionStore, StoredSession, UpdateResult } from '../store.js';
+import type { OwnedRecord, SessionStore, StoredSession, UpdateResult } from '../store.js';
 
 export interface PostgresStoreOptions {
   /**
@@ -127,15 +127,28 @@ export function postgresStore(options: PostgresStoreOptions): SessionStore {
         [key, Date.now()],
       );
       const row = rows[0];
-      if (row === undefined) return undefined;
-      const record: StoredSession = {
-        data: fromText(row.data),
-        version: row.version,
-        expiresAt: Number(row.expires_at),
-        createdAt: Number(row.created_at),
-      };
-      if (row.owner !== null) record.owner = fromText(row.owner);
-      return record;
+      return row === undefined ? undefined : toRecord(row);
+    },
+
+    // Both run on the owner index: the owner column is stored as toText
+    // writes it, so the owner is compared in that form.
+    async listByOwner(owner): Promise<OwnedRecord[]> {
+      const { rows } = await run<Row & { key: string }>(
+        'listByOwner',
+        `SELECT key, data, version, expires_at, created_at, owner FROM ${t}
+         WHERE owner = $1 AND expires_at > $2`,
+        [toText(owner), Date.now()],
+      );
+      return rows.map((row) => ({ key: row.key, record: toRecord(row) }));
+    },
+
+    async destroyByOwner(owner, exceptKey) {
+      const result = await run(
+        'destroyByOwner',
+        `DELETE FROM ${t} WHERE owner = $1 AND key IS DISTINCT FROM $2 AND expires_at > $3`,
+        [toText(owner), exceptKey ?? null, Date.now()],
+      );
+      return changed(result);
     },
 
     // Inserts, or replaces a row that has already expired; no change when a
@@ -244,6 +257,17 @@ export function postgresStore(options: PostgresStoreOptions): SessionStore {
       ]);
     },
   };
+}
+
+function toRecord(row: Row): StoredSession {
+  const record: StoredSession = {
+    data: fromText(row.data),
+    version: row.version,
+    expiresAt: Number(row.expires_at),
+    createdAt: Number(row.created_at),
+  };
+  if (row.owner !== null) record.owner = fromText(row.owner);
+  return record;
 }
 
 /**

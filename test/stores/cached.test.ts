@@ -50,6 +50,7 @@ describeStore(
   () => cachedStore({ cache: memoryStore(), store: sqliteStore({ path }) }),
   {
     lock: true,
+    owners: true,
     persistent: () => cachedStore({ cache: memoryStore(), store: sqliteStore({ path }) }),
   },
 );
@@ -62,7 +63,7 @@ describeStore(
       store: sqliteStore({ path: ':memory:' }),
       logger: quiet,
     }),
-  { lock: true },
+  { lock: true, owners: true },
 );
 
 describeStore(
@@ -73,7 +74,7 @@ describeStore(
       store: sqliteStore({ path: ':memory:' }),
       logger: quiet,
     }),
-  { lock: true },
+  { lock: true, owners: true },
 );
 
 describe('cached store', () => {
@@ -249,6 +250,73 @@ describe('cached store', () => {
     await b.close();
   });
 
+  it('lists owners from the durable store, and ends their sessions in the cache too', async () => {
+    // Two processes, each with its own cache, over one database.
+    const durable = sqliteStore({ path: ':memory:' });
+    const a = cachedStore({ cache: memoryStore(), store: durable });
+    const cache = memoryStore();
+    const b = cachedStore({ cache, store: durable });
+    const [kept, ended, other] = [newKey(), newKey(), newKey()];
+    await a.create(kept, newRecord({ owner: 'ann' }));
+    await a.create(ended, newRecord({ owner: 'ann' }));
+    await b.create(other, newRecord({ owner: 'bob' }));
+    // b's cache holds ann's sessions; a's does not hold bob's.
+    for (const key of [kept, ended]) expect(await b.get(key)).toBeDefined();
+    expect((await a.listByOwner!('bob')).map((row) => row.key)).toEqual([other]);
+
+    expect(await b.destroyByOwner!('ann', kept)).toBe(1);
+    expect(await b.get(ended)).toBeUndefined();
+    expect(await durable.get(ended)).toBeUndefined();
+    // A tombstone, not a copy, answers for it in b's cache.
+    expect(await cache.get(ended)).toMatchObject({ data: '', version: 2 ** 31 - 1 });
+    expect(await b.get(kept)).toBeDefined();
+    expect((await a.listByOwner!('ann')).map((row) => row.key)).toEqual([kept]);
+    await a.close();
+    await b.close();
+  });
+
+  it('keeps the owner inside cached copies, so the cache keeps no owner index of its own', async () => {
+    const cache = memoryStore();
+    const durable = sqliteStore({ path: ':memory:' });
+    const get = vi.spyOn(durable, 'get');
+    const store = cachedStore({ cache, store: durable, cacheTtlMs: 60_000 });
+    const owners = ['ann', '', '12|3|x', 'ユーザー 😀'];
+    for (const owner of owners) {
+      const key = newKey();
+      const record = newRecord({ owner, data: '7|1|looks like a head' });
+      await store.create(key, record);
+      expect(await store.get(key)).toStrictEqual(record);
+      expect((await cache.get(key))?.owner).toBeUndefined();
+      expect(await cache.listByOwner!(owner)).toEqual([]);
+    }
+    const { owner: _, ...anonymous } = newRecord();
+    const key = newKey();
+    await store.create(key, anonymous);
+    expect(await store.get(key)).toStrictEqual(anonymous);
+    expect(get).not.toHaveBeenCalled();
+
+    // An entry it cannot read (an older format, say) is a miss, then replaced.
+    const old = newKey();
+    const record = newRecord();
+    await durable.create(old, record);
+    await cache.create(old, { ...record, data: `:${record.data}` });
+    expect(await store.get(old)).toStrictEqual(record);
+    expect(get).toHaveBeenCalledOnce();
+    expect(await store.get(old)).toStrictEqual(record);
+    expect(get).toHaveBeenCalledOnce();
+    await store.close();
+  });
+
+  it('has no owner index when the durable store has none', async () => {
+    const inner = sqliteStore({ path: ':memory:' });
+    const { listByOwner: _list, destroyByOwner: _destroy, ...noIndex } = inner;
+    const without = cachedStore({ cache: memoryStore(), store: noIndex });
+    expect(without.listByOwner).toBeUndefined();
+    expect(without.destroyByOwner).toBeUndefined();
+    await without.close();
+    await inner.close();
+  });
+
   it('delegates locks to the durable store, and has none when it has none', async () => {
     const withLocks = cachedStore({
       cache: memoryStore(),
@@ -362,6 +430,6 @@ if (reason !== undefined && process.env.CI === 'true') {
       await migrated;
       return open();
     },
-    { lock: true, persistent: open },
+    { lock: true, owners: true, persistent: open },
   );
 }

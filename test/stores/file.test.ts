@@ -8,6 +8,7 @@ import {
   statSync,
 } from 'node:fs';
 import { readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -38,9 +39,20 @@ function snapshot(dir: string): string[] {
     .sort();
 }
 
+/** The name of `owner`'s index file. */
+function indexName(owner: string, prefix = 'satchel-'): string {
+  return `${prefix}${createHash('sha256').update(owner).digest('base64url')}.owner`;
+}
+
+/** What the store writes in `owner`'s index holding `keys`. */
+function indexText(owner: string, keys: string[]): string {
+  return `satchel-owner1 ${JSON.stringify(owner)}\n${keys.map((key) => `${key}\n`).join('')}`;
+}
+
 const shared = join(root, 'conformance');
 describeStore('file', () => fileStore({ dir: shared }), {
   lock: true,
+  owners: true,
   persistent: () => fileStore({ dir: shared }),
 });
 
@@ -132,7 +144,10 @@ describe('file store', () => {
         JSON.stringify({ data: record.data, owner: record.owner }),
     );
     if (process.platform !== 'win32') expect(statSync(path).mode & 0o777).toBe(0o600);
-    expect(readdirSync(dir)).toEqual([`sess.${key}`]);
+    const index = indexName(record.owner!, 'sess.');
+    expect(readdirSync(dir).sort()).toEqual([`sess.${key}`, index].sort());
+    expect(await readFile(join(dir, index), 'utf8')).toBe(indexText(record.owner!, [key]));
+    if (process.platform !== 'win32') expect(statSync(join(dir, index)).mode & 0o777).toBe(0o600);
     await store.close();
   });
 
@@ -156,7 +171,14 @@ describe('file store', () => {
   it('leaves files that are not its own alone when clearing', async () => {
     const dir = folder();
     const store = fileStore({ dir });
-    const foreign = ['other-app.json', 'satchel-notes', 'satchel-notes.txt', 'satchel-x.backup'];
+    const foreign = [
+      'other-app.json',
+      'satchel-notes',
+      'satchel-notes.txt',
+      'satchel-x.backup',
+      'satchel-notes.owner',
+      indexName('someone').replace('satchel-', 'other-'),
+    ];
     for (const name of foreign) await writeFile(join(dir, name), 'someone else’s file');
     mkdirSync(join(dir, 'satchel-folder'));
     const expired = newKey();
@@ -164,6 +186,177 @@ describe('file store', () => {
     expect(await store.clearExpired()).toBe(1);
     expect(readdirSync(dir).sort()).toEqual([...foreign, 'satchel-folder'].sort());
     await store.close();
+  });
+
+  describe('owner index', () => {
+    it('keeps one index file per owner, named by a hash of it, and deletes it once empty', async () => {
+      const dir = folder();
+      const store = fileStore({ dir });
+      const owners = ['ann', '../../etc/passwd', 'ユーザー 😀', 'nul \u0000 and\nnewline', ''];
+      const keys = owners.map(() => newKey());
+      for (const [i, owner] of owners.entries()) {
+        await store.create(keys[i]!, newRecord({ owner }));
+      }
+      const indexes = owners.map((owner) => indexName(owner));
+      expect(readdirSync(dir).sort()).toEqual(
+        [...keys.map((key) => `satchel-${key}`), ...indexes].sort(),
+      );
+      for (const [i, owner] of owners.entries()) {
+        expect(indexes[i]).toMatch(/^satchel-[A-Za-z0-9_-]{43}\.owner$/);
+        expect(await readFile(join(dir, indexes[i]!), 'utf8')).toBe(indexText(owner, [keys[i]!]));
+        expect((await store.listByOwner!(owner)).map((row) => row.key)).toEqual([keys[i]]);
+      }
+      // A session key can never name an index file: keys have no dot.
+      const hash = indexes[0]!.slice('satchel-'.length);
+      await expect(store.get(hash)).rejects.toThrow('[satchel] [file] invalid store key');
+
+      for (const key of keys) await store.destroy(key);
+      expect(readdirSync(dir)).toEqual([]);
+      await store.close();
+    });
+
+    it('keeps its index across close and reopen, and between stores sharing the folder', async () => {
+      const dir = folder();
+      const first = fileStore({ dir });
+      const kept = newKey();
+      await first.create(kept, newRecord({ owner: 'ann' }));
+      await first.close();
+
+      // Three stores, as three processes, add to one index at once.
+      const stores = [fileStore({ dir }), fileStore({ dir }), fileStore({ dir })];
+      const keys = Array.from({ length: 30 }, newKey);
+      await Promise.all(
+        keys.map((key, i) => stores[i % 3]!.create(key, newRecord({ owner: 'ann' }))),
+      );
+      for (const store of stores) {
+        expect((await store.listByOwner!('ann')).map((row) => row.key).sort()).toEqual(
+          [kept, ...keys].sort(),
+        );
+      }
+      await Promise.all(keys.slice(0, 15).map((key, i) => stores[i % 3]!.destroy(key)));
+      const reopened = fileStore({ dir });
+      expect((await reopened.listByOwner!('ann')).map((row) => row.key).sort()).toEqual(
+        [kept, ...keys.slice(15)].sort(),
+      );
+      for (const store of [...stores, reopened]) await store.close();
+    });
+
+    it('rebuilds an index it cannot read from the session files, losing no live session', async () => {
+      const dir = folder();
+      const store = fileStore({ dir });
+      const [a, b, bob, expired] = [newKey(), newKey(), newKey(), newKey()];
+      await store.create(a, newRecord({ owner: 'ann' }));
+      await store.create(b, newRecord({ owner: 'ann' }));
+      await store.create(bob, newRecord({ owner: 'bob' }));
+      await store.create(expired, newRecord({ owner: 'ann', expiresAt: Date.now() + 30 }));
+      await sleep(50);
+      const path = join(dir, indexName('ann'));
+      const damaged = [
+        'garbage',
+        '',
+        indexText('ann', ['../../etc/passwd']),
+        indexText('ann', [a]).slice(0, -1),
+        indexText('not ann', [a, b]),
+        `satchel-owner1 {"owner":1}\n${a}\n`,
+        Buffer.from([0xff, 0xfe, 0x00, 0x0a]),
+      ];
+      for (const content of damaged) {
+        await writeFile(path, content);
+        expect((await store.listByOwner!('ann')).map((row) => row.key).sort()).toEqual(
+          [a, b].sort(),
+        );
+        expect(await readFile(path, 'utf8')).toMatch(/^satchel-owner1 "ann"\n/);
+        expect((await readFile(path, 'utf8')).split('\n').slice(1, -1).sort()).toEqual(
+          [a, b].sort(),
+        );
+      }
+      // A write that finds the index damaged rebuilds it before adding to it.
+      await writeFile(path, 'garbage');
+      const c = newKey();
+      await store.create(c, newRecord({ owner: 'ann' }));
+      expect((await store.listByOwner!('ann')).map((row) => row.key).sort()).toEqual(
+        [a, b, c].sort(),
+      );
+      // Rebuilt with nothing live: the file goes.
+      await writeFile(join(dir, indexName('carol')), 'garbage');
+      expect(await store.listByOwner!('carol')).toEqual([]);
+      expect(existsSync(join(dir, indexName('carol')))).toBe(false);
+      await store.close();
+    });
+
+    it('prunes lines of sessions that are gone, expired or someone else’s when listing', async () => {
+      const dir = folder();
+      const store = fileStore({ dir });
+      const [live, expired, moved, gone] = [newKey(), newKey(), newKey(), newKey()];
+      await store.create(live, newRecord({ owner: 'ann' }));
+      await store.create(expired, newRecord({ owner: 'ann', expiresAt: Date.now() + 30 }));
+      await store.create(moved, newRecord({ owner: 'bob' }));
+      await sleep(50);
+      // As a crash between a write and its index update could leave it.
+      await writeFile(join(dir, indexName('ann')), indexText('ann', [live, expired, moved, gone]));
+      expect((await store.listByOwner!('ann')).map((row) => row.key)).toEqual([live]);
+      expect(await readFile(join(dir, indexName('ann')), 'utf8')).toBe(indexText('ann', [live]));
+      // The session that moved is not ann's to end.
+      await writeFile(join(dir, indexName('ann')), indexText('ann', [live, moved]));
+      expect(await store.destroyByOwner!('ann')).toBe(1);
+      expect(await store.get(moved)).toMatchObject({ owner: 'bob' });
+      expect(existsSync(join(dir, indexName('ann')))).toBe(false);
+      await store.close();
+    });
+
+    it('keeps index files apart from sessions when clearing, and prunes them', async () => {
+      const dir = folder();
+      const store = fileStore({ dir });
+      const [live, soon, other] = [newKey(), newKey(), newKey()];
+      await store.create(live, newRecord({ owner: 'ann' }));
+      await store.create(soon, newRecord({ owner: 'ann', expiresAt: Date.now() + 30 }));
+      await store.create(other, newRecord({ owner: 'bob', expiresAt: Date.now() + 30 }));
+      // An index whose sessions have all gone, as a crash could leave it;
+      // one that cannot be read; and the leftovers of a crashed index write.
+      const orphan = indexName('carol');
+      await writeFile(join(dir, orphan), indexText('carol', [newKey()]));
+      const unreadable = indexName('dave');
+      await writeFile(join(dir, unreadable), 'garbage');
+      const staleLock = `${indexName('erin')}.lock`;
+      await writeFile(
+        join(dir, staleLock),
+        JSON.stringify({ token: 'dead', expiresAt: Date.now() - 1 }),
+      );
+      const oldTemp = `${indexName('erin')}.0a1b2c.tmp`;
+      await writeFile(join(dir, oldTemp), 'half an index');
+      const twoMinutesAgo = new Date(Date.now() - 120_000);
+      await utimes(join(dir, oldTemp), twoMinutesAgo, twoMinutesAgo);
+      await sleep(50);
+
+      expect(await store.clearExpired()).toBe(2);
+      expect(readdirSync(dir).sort()).toEqual(
+        [`satchel-${live}`, indexName('ann'), unreadable].sort(),
+      );
+      expect(await readFile(join(dir, indexName('ann')), 'utf8')).toBe(indexText('ann', [live]));
+      expect(await store.clearExpired(Date.now() + 2 * 3_600_000)).toBe(1);
+      expect(readdirSync(dir)).toEqual([unreadable]);
+      await store.close();
+    });
+
+    it('follows the owner through create over an expired session and touch', async () => {
+      const dir = folder();
+      const store = fileStore({ dir });
+      const key = newKey();
+      await store.create(key, newRecord({ owner: 'ann', expiresAt: Date.now() + 30 }));
+      await sleep(50);
+      await store.create(key, newRecord({ owner: 'bob' }));
+      expect(existsSync(join(dir, indexName('ann')))).toBe(false);
+      await store.touch(key, Date.now() + 3 * 3_600_000);
+      expect((await store.listByOwner!('bob')).map((row) => row.key)).toEqual([key]);
+      // Written already expired: indexed nowhere.
+      await store.update(
+        key,
+        newRecord({ owner: 'bob', version: 2, expiresAt: Date.now() - 1 }),
+        1,
+      );
+      expect(readdirSync(dir)).toEqual([`satchel-${key}`]);
+      await store.close();
+    });
   });
 
   it('breaks a lock file left behind by a crashed process', async () => {
@@ -184,7 +377,9 @@ describe('file store', () => {
     expect(await store.create(stale, newRecord())).toBe(true);
     expect(await store.create(empty, newRecord())).toBe(true);
     expect(Date.now() - started).toBeLessThan(500);
-    expect(readdirSync(dir).sort()).toEqual([`satchel-${empty}`, `satchel-${stale}`].sort());
+    expect(readdirSync(dir).sort()).toEqual(
+      [`satchel-${empty}`, `satchel-${stale}`, indexName('user-42')].sort(),
+    );
     await store.close();
   });
 

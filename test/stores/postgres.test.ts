@@ -67,6 +67,7 @@ if (reason !== undefined && process.env.CI === 'true') {
     },
     {
       lock: true,
+      owners: true,
       persistent: () => postgresStore({ connectionString: url, table }),
     },
   );
@@ -239,6 +240,62 @@ if (reason !== undefined && process.env.CI === 'true') {
         expect(await store.get(key)).toStrictEqual(record);
       }
       await store.close();
+    });
+
+    it('lists and ends sessions by owners that need NUL escaping, and nobody else’s', async () => {
+      await migrated;
+      const store = postgresStore({ pool: admin, table });
+      const mark = '\u0001';
+      // Unique to this case: the table is shared with the other cases.
+      const tag = newKey();
+      const [escaped, plain] = [`${mark}0${tag}`, tag];
+      const owners = [`nul \u0000 ${tag}`, escaped, `${mark}${tag}`, plain, `${tag}${mark}`];
+      const keyOf = new Map<string, string>();
+      for (const owner of owners) {
+        const key = newKey();
+        keyOf.set(owner, key);
+        await store.create(key, newRecord({ owner }));
+      }
+      for (const owner of owners) {
+        const rows = await store.listByOwner!(owner);
+        expect(rows).toEqual([
+          { key: keyOf.get(owner), record: await store.get(keyOf.get(owner)!) },
+        ]);
+      }
+      expect(await store.destroyByOwner!(escaped)).toBe(1);
+      expect(await store.destroyByOwner!(plain, keyOf.get(plain))).toBe(0);
+      for (const owner of owners) {
+        expect(await store.get(keyOf.get(owner)!)).toEqual(
+          owner === escaped ? undefined : expect.objectContaining({ owner }),
+        );
+      }
+      await store.close();
+    });
+
+    it('finds an owner’s sessions through the owner index', async () => {
+      await migrated;
+      const client = await admin.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query('SET LOCAL enable_seqscan = off');
+        for (const [sql, values] of [
+          [
+            `SELECT key, data, version, expires_at, created_at, owner FROM "${table}"
+             WHERE owner = $1 AND expires_at > $2`,
+            ['ann', Date.now()],
+          ],
+          [
+            `DELETE FROM "${table}" WHERE owner = $1 AND key IS DISTINCT FROM $2 AND expires_at > $3`,
+            ['ann', null, Date.now()],
+          ],
+        ] as const) {
+          const plan = await client.query(`EXPLAIN ${sql}`, [...values]);
+          expect(plan.rows.map((row) => row['QUERY PLAN']).join('\n')).toContain(`${table}_owner`);
+        }
+      } finally {
+        await client.query('ROLLBACK');
+        client.release();
+      }
     });
 
     it('refuses bad options with exact messages', async () => {

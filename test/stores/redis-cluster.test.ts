@@ -57,6 +57,7 @@ describe.skipIf(missing !== undefined)('redis cluster', () => {
     () => redisStore({ client: ioredisCluster(), prefix: `${prefix}ioredis:` }),
     {
       lock: true,
+      owners: true,
       persistent: () => redisStore({ client: ioredisCluster(), prefix: `${prefix}ioredis:` }),
     },
   );
@@ -66,6 +67,7 @@ describe.skipIf(missing !== undefined)('redis cluster', () => {
     async () => redisStore({ client: await nodeRedisCluster(), prefix: `${prefix}node-redis:` }),
     {
       lock: true,
+      owners: true,
       persistent: async () =>
         redisStore({ client: await nodeRedisCluster(), prefix: `${prefix}node-redis:` }),
     },
@@ -88,7 +90,7 @@ describe.skipIf(missing !== undefined)('redis cluster', () => {
 
       // KEYS is fine on this throwaway cluster.
       const perMaster = await Promise.all(
-        client.nodes('master').map((node) => node.keys(`${prefix}slots:*`)),
+        client.nodes('master').map((node) => node.keys(`${prefix}slots:{*`)),
       );
       expect(perMaster).toHaveLength(3);
       for (const keysHere of perMaster) expect(keysHere.length).toBeGreaterThan(0);
@@ -101,5 +103,48 @@ describe.skipIf(missing !== undefined)('redis cluster', () => {
       await fresh.close();
       await store.close();
     });
+
+    for (const [driver, open] of [
+      ['ioredis', async () => ioredisCluster()],
+      ['node-redis', nodeRedisCluster],
+    ] as const) {
+      it(`lists and ends an owner's sessions spread over all three masters (${driver})`, async () => {
+        const admin = ioredisCluster();
+        const where = `${prefix}owners-${driver}:`;
+        const store = redisStore({ client: await open(), prefix: where });
+        const owner = 'ann {of} ✓';
+        const keys = Array.from({ length: 30 }, newKey);
+        await Promise.all(keys.map((key) => store.create(key, newRecord({ owner }))));
+        await store.create(newKey(), newRecord({ owner: 'bob' }));
+
+        // The records sit on every master; the owner's two index keys share one slot.
+        const masters = admin.nodes('master');
+        const perMaster = await Promise.all(masters.map((node) => node.keys(`${where}{*}`)));
+        for (const keysHere of perMaster) expect(keysHere.length).toBeGreaterThan(0);
+        const indexKeys = (
+          await Promise.all(masters.map((node) => node.keys(`${where}owner:*`)))
+        ).flat();
+        // Two per owner, ann's and bob's, each pair in one slot of its own.
+        expect(indexKeys).toHaveLength(4);
+        const slotsOf = new Map<string, Set<number>>();
+        for (const key of indexKeys) {
+          const base = key.replace(/:versions$/, '');
+          const slots = slotsOf.get(base) ?? new Set<number>();
+          slots.add(Number(await admin.cluster('KEYSLOT', key)));
+          slotsOf.set(base, slots);
+        }
+        expect([...slotsOf.values()].map((slots) => slots.size)).toEqual([1, 1]);
+
+        const listed = await store.listByOwner!(owner);
+        expect(listed.map((row) => row.key).sort()).toEqual([...keys].sort());
+        for (const row of listed) expect(row.record.owner).toBe(owner);
+
+        expect(await store.destroyByOwner!(owner, keys[0])).toBe(29);
+        expect((await store.listByOwner!(owner)).map((row) => row.key)).toEqual([keys[0]]);
+        for (const key of keys.slice(1)) expect(await store.get(key)).toBeUndefined();
+        expect(await store.listByOwner!('bob')).toHaveLength(1);
+        await store.close();
+      });
+    }
   });
 });

@@ -1,8 +1,10 @@
+import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { SessionStore } from '../../src/store.js';
 import { redisStore } from '../../src/stores/redis.js';
 import {
   type RedisServer,
@@ -72,6 +74,12 @@ async function nodeRedisClient() {
   return client;
 }
 
+/** The two keys of `owner`'s index under `prefix`: members by expiry, and their versions. */
+function ownerKeys(prefix: string, owner: string): [string, string] {
+  const tag = `${prefix}owner:{${createHash('sha256').update(owner).digest('base64url')}}`;
+  return [tag, `${tag}:versions`];
+}
+
 async function keysUnder(client: Redis, prefix: string): Promise<string[]> {
   const keys: string[] = [];
   let cursor = '0';
@@ -130,6 +138,7 @@ describe.skipIf(down !== undefined)('redis', () => {
     () => redisStore({ client: ioredisClient(), prefix: ioPrefix }),
     {
       lock: true,
+      owners: true,
       persistent: () => redisStore({ client: ioredisClient(), prefix: ioPrefix }),
     },
   );
@@ -140,6 +149,7 @@ describe.skipIf(down !== undefined)('redis', () => {
     async () => redisStore({ client: await nodeRedisClient(), prefix: nodePrefix }),
     {
       lock: true,
+      owners: true,
       persistent: async () => redisStore({ client: await nodeRedisClient(), prefix: nodePrefix }),
     },
   );
@@ -152,7 +162,7 @@ describe.skipIf(down !== undefined)('redis', () => {
       return rawClient;
     };
 
-    it('keeps a session in one hash under the prefix and hash tag, its lock beside it, and nothing else', async () => {
+    it('keeps a session in one hash under the prefix and hash tag, its lock beside it, its owner’s index, and nothing else', async () => {
       const raw = rawRedis();
       const prefix = `${RUN}:layout:`;
       const store = redisStore({ client: raw, prefix });
@@ -161,7 +171,15 @@ describe.skipIf(down !== undefined)('redis', () => {
       await store.create(key, record);
       await store.lock?.(key, 'token-1', 10_000);
 
-      expect(await keysUnder(raw, prefix)).toEqual([`${prefix}{${key}}`, `${prefix}{${key}}:lock`]);
+      const [members, versions] = ownerKeys(prefix, record.owner!);
+      expect(await keysUnder(raw, prefix)).toEqual(
+        [`${prefix}{${key}}`, `${prefix}{${key}}:lock`, members, versions].sort(),
+      );
+      expect(await raw.zrange(members, 0, -1, 'WITHSCORES')).toEqual([
+        key,
+        String(record.expiresAt),
+      ]);
+      expect(await raw.hgetall(versions)).toEqual({ [key]: '3' });
       expect(await raw.type(`${prefix}{${key}}`)).toBe('hash');
       expect(await raw.hgetall(`${prefix}{${key}}`)).toEqual({
         data: record.data,
@@ -172,7 +190,7 @@ describe.skipIf(down !== undefined)('redis', () => {
       });
       expect(await raw.get(`${prefix}{${key}}:lock`)).toBe('token-1');
 
-      // No owner field is left behind by an update that drops the owner.
+      // No owner field, and no index, is left behind by an update that drops the owner.
       const { owner: _, ...anonymous } = newRecord({ version: 4 });
       expect(await store.update(key, anonymous, 3)).toBe('ok');
       expect(Object.keys(await raw.hgetall(`${prefix}{${key}}`)).sort()).toEqual([
@@ -181,6 +199,8 @@ describe.skipIf(down !== undefined)('redis', () => {
         'expiresAt',
         'version',
       ]);
+      expect(await keysUnder(raw, prefix)).toEqual([`${prefix}{${key}}`, `${prefix}{${key}}:lock`]);
+      await store.update(key, newRecord({ version: 5 }), 4);
       await store.unlock?.(key, 'token-1');
       await store.destroy(key);
       expect(await keysUnder(raw, prefix)).toEqual([]);
@@ -226,11 +246,195 @@ describe.skipIf(down !== undefined)('redis', () => {
       await store.create(newKey(), newRecord({ expiresAt: Date.now() - 10 }));
       await store.lock?.(live, 'token', 10_000);
       expect(await store.clearExpired()).toBe(1);
-      expect(await keysUnder(raw, prefix)).toEqual([
-        `${prefix}{${live}}`,
-        `${prefix}{${live}}:lock`,
-      ]);
+      expect(await keysUnder(raw, prefix)).toEqual(
+        [`${prefix}{${live}}`, `${prefix}{${live}}:lock`, ...ownerKeys(prefix, 'user-42')].sort(),
+      );
+      // Cleared ahead of the clock: the index forgets what it removed.
+      expect(await store.clearExpired(Date.now() + 2 * HOUR)).toBe(1);
+      expect(await keysUnder(raw, prefix)).toEqual([`${prefix}{${live}}:lock`]);
       await store.close();
+    });
+
+    describe('owner index', () => {
+      let n = 0;
+      const fresh = () => {
+        const prefix = `${RUN}:owners-${++n}:`;
+        return { prefix, store: redisStore({ client: rawRedis(), prefix }) };
+      };
+      const listed = async (store: SessionStore, owner: string) =>
+        (await store.listByOwner!(owner)).map((row) => row.key).sort();
+
+      it('expires both index keys a minute after the latest expiry they hold, never sooner', async () => {
+        const raw = rawRedis();
+        const { prefix, store } = fresh();
+        const keys = ownerKeys(prefix, 'ann');
+        const ttlNear = async (expiresAt: number) => {
+          for (const key of keys) {
+            const ttl = await raw.pttl(key);
+            expect(Math.abs(ttl - (expiresAt + MARGIN - Date.now()))).toBeLessThan(1_000);
+          }
+        };
+        const [a, b] = [newKey(), newKey()];
+        const first = Date.now() + 10 * 60_000;
+        await store.create(a, newRecord({ owner: 'ann', expiresAt: first }));
+        await ttlNear(first);
+        // A shorter session does not shorten the index.
+        await store.create(b, newRecord({ owner: 'ann', expiresAt: Date.now() + 60_000 }));
+        await ttlNear(first);
+        // Touch and update extend it.
+        const touched = Date.now() + HOUR;
+        await store.touch(b, touched);
+        await ttlNear(touched);
+        expect(await raw.zscore(keys[0], b)).toBe(String(touched));
+        const updated = Date.now() + 2 * HOUR;
+        await store.update(a, newRecord({ owner: 'ann', version: 2, expiresAt: updated }), 1);
+        await ttlNear(updated);
+        expect(await raw.hget(keys[1], a)).toBe('2');
+        await store.close();
+      });
+
+      it('works for owners with braces, spaces, unicode and NUL, each in a key of its own', async () => {
+        const raw = rawRedis();
+        const { prefix, store } = fresh();
+        const owners = [
+          '{user}',
+          '}{',
+          'a b  c',
+          'ユーザー 😀',
+          'nul \u0000 inside',
+          `owner:{${'x'}}`,
+          '',
+          '*?[',
+        ];
+        const keyOf = new Map<string, string>();
+        for (const owner of owners) {
+          const key = newKey();
+          keyOf.set(owner, key);
+          await store.create(key, newRecord({ owner }));
+        }
+        for (const owner of owners) {
+          const rows = await store.listByOwner!(owner);
+          expect(rows.map((row) => row.key)).toEqual([keyOf.get(owner)]);
+          expect(rows[0]?.record.owner).toBe(owner);
+        }
+        const indexKeys = (await keysUnder(raw, `${prefix}owner:`)).sort();
+        expect(indexKeys).toEqual(owners.flatMap((owner) => ownerKeys(prefix, owner)).sort());
+        for (const key of indexKeys)
+          expect(key).toMatch(/^[^{}]*\{[A-Za-z0-9_-]{43}\}(:versions)?$/);
+        expect(await store.destroyByOwner!('{user}')).toBe(1);
+        expect(await store.listByOwner!('{user}')).toEqual([]);
+        expect(await listed(store, '}{')).toEqual([keyOf.get('}{')]);
+        await store.close();
+      });
+
+      it('drops a member whose session expired, natively or not, from the index when listing', async () => {
+        const raw = rawRedis();
+        const { prefix, store } = fresh();
+        const [gone, expired, live] = [newKey(), newKey(), newKey()];
+        await store.create(gone, newRecord({ owner: 'ann', expiresAt: Date.now() + 100 }));
+        await store.create(expired, newRecord({ owner: 'ann', expiresAt: Date.now() + 100 }));
+        await store.create(live, newRecord({ owner: 'ann' }));
+        await sleep(150);
+        // What Redis does by itself a minute after expiresAt.
+        await raw.unlink(`${prefix}{${gone}}`);
+        const [members, versions] = ownerKeys(prefix, 'ann');
+        expect((await raw.zrange(members, 0, -1)).sort()).toEqual([gone, expired, live].sort());
+
+        expect(await listed(store, 'ann')).toEqual([live]);
+        expect(await raw.zrange(members, 0, -1)).toEqual([live]);
+        expect(Object.keys(await raw.hgetall(versions))).toEqual([live]);
+        await store.close();
+      });
+
+      it('removes members whose latest expiry is a minute past in passing, on any index write', async () => {
+        const raw = rawRedis();
+        const { prefix, store } = fresh();
+        const [members, versions] = ownerKeys(prefix, 'ann');
+        // Left by sessions that expired long ago and were never listed.
+        const stale = Array.from({ length: 5 }, newKey);
+        for (const key of stale) {
+          await raw.zadd(members, Date.now() - 2 * MARGIN, key);
+          await raw.hset(versions, key, '1');
+        }
+        const key = newKey();
+        await store.create(key, newRecord({ owner: 'ann' }));
+        expect(await raw.zrange(members, 0, -1)).toEqual([key]);
+        expect(Object.keys(await raw.hgetall(versions))).toEqual([key]);
+        await store.close();
+      });
+
+      it('moves a session between owners on update, and forgets it on destroy', async () => {
+        const raw = rawRedis();
+        const { prefix, store } = fresh();
+        const key = newKey();
+        await store.create(key, newRecord({ owner: 'ann' }));
+        await store.update(key, newRecord({ owner: 'bob', version: 2 }), 1);
+        expect(await keysUnder(raw, `${prefix}owner:`)).toEqual(ownerKeys(prefix, 'bob').sort());
+        await store.destroy(key);
+        expect(await keysUnder(raw, prefix)).toEqual([]);
+        await store.close();
+      });
+
+      it('never lets a removal undo the index entry of a write still on its way', async () => {
+        const raw = rawRedis();
+        const { prefix, store } = fresh();
+        const [members, versions] = ownerKeys(prefix, 'ann');
+        const expiresAt = Date.now() + HOUR;
+
+        // A create that has indexed its key and not yet written the record.
+        const creating = newKey();
+        await raw.zadd(members, expiresAt, creating);
+        await raw.hset(versions, creating, '1');
+        // An update from bob to ann (version 3) in the same state.
+        const moving = newKey();
+        await store.create(moving, newRecord({ owner: 'bob', version: 1 }));
+        await store.update(moving, newRecord({ owner: 'bob', version: 2 }), 1);
+        await raw.zadd(members, expiresAt, moving);
+        await raw.hset(versions, moving, '3');
+
+        expect(await store.listByOwner!('ann')).toEqual([]);
+        expect((await raw.zrange(members, 0, -1)).sort()).toEqual([creating, moving].sort());
+
+        // The writes land: both are listed.
+        await store.create(creating, newRecord({ owner: 'ann', expiresAt }));
+        await store.update(moving, newRecord({ owner: 'ann', version: 3, expiresAt }), 2);
+        expect(await listed(store, 'ann')).toEqual([creating, moving].sort());
+        expect(await listed(store, 'bob')).toEqual([]);
+        await store.close();
+      });
+
+      it('indexes under the owner it finds when a touch races with a change of owner', async () => {
+        const raw = rawRedis();
+        const { prefix, store } = fresh();
+        const key = newKey();
+        await store.create(key, newRecord({ owner: 'ann' }));
+        // Another process changes the owner behind this store's back, without indexing.
+        await raw.hset(`${prefix}{${key}}`, 'owner', 'carol');
+        const later = Date.now() + 3 * HOUR;
+        await store.touch(key, later);
+        expect(await listed(store, 'carol')).toEqual([key]);
+        expect(await raw.zscore(ownerKeys(prefix, 'carol')[0], key)).toBe(String(later));
+        expect(await store.listByOwner!('ann')).toEqual([]);
+        expect(await raw.exists(...ownerKeys(prefix, 'ann'))).toBe(0);
+        await store.close();
+      });
+
+      it('destroys only the sessions the owner still holds, and counts them', async () => {
+        const raw = rawRedis();
+        const { prefix, store } = fresh();
+        const [kept, ended, moved] = [newKey(), newKey(), newKey()];
+        for (const key of [kept, ended, moved])
+          await store.create(key, newRecord({ owner: 'ann' }));
+        // Moved to bob behind the index's back: the listing finds it under
+        // ann, but it is no longer ann's to end.
+        await raw.hset(`${prefix}{${moved}}`, 'owner', 'bob');
+        expect(await store.destroyByOwner!('ann', kept)).toBe(1);
+        expect(await store.get(ended)).toBeUndefined();
+        expect(await store.get(moved)).toMatchObject({ owner: 'bob' });
+        expect(await listed(store, 'ann')).toEqual([kept]);
+        expect(await raw.zrange(ownerKeys(prefix, 'ann')[0], 0, -1)).toEqual([kept]);
+        await store.close();
+      });
     });
 
     it('rejects with StoreUnavailableError within two seconds when nothing listens, and raises no unhandled error', async () => {
