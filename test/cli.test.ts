@@ -11,7 +11,12 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StoreEnvError, storeFromEnv, UnknownStoreError } from '../src/cli/config.js';
-import type { SessionStore, StoredSession } from '../src/index.js';
+import {
+  createSessions,
+  type Sessions,
+  type SessionStore,
+  type StoredSession,
+} from '../src/index.js';
 import { fileStore } from '../src/stores/file.js';
 import { migrate, postgresStore } from '../src/stores/postgres.js';
 import { redisStore } from '../src/stores/redis.js';
@@ -26,6 +31,7 @@ import {
   redisUnreachable,
   uniqueName,
 } from './e2e/harness.js';
+import { exchange } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
@@ -237,6 +243,250 @@ describe('satchel usage', () => {
     const run = await satchel([]);
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/^Usage: satchel <command>/);
+  });
+});
+
+describe('satchel sessions', () => {
+  interface Login {
+    owner: string;
+    userAgent: string;
+    /** The session ID, as the browser's cookie holds it. */
+    cookie: string;
+    handle: string;
+  }
+
+  let env: Record<string, string>;
+  let ann: Login[];
+  let bob: Login;
+
+  const open = () => createSessions({ store: sqliteStore({ path: env.SATCHEL_SQLITE_PATH }) });
+
+  /** An anonymous visitor fills a cart, then logs in: cycleKey and setOwner, as an app does. */
+  async function login(sessions: Sessions, owner: string, userAgent: string): Promise<Login> {
+    const anonymous = await exchange(sessions, undefined, (s) => s.set('cart', [`${owner}-item`]));
+    const loggedIn = await exchange(sessions, anonymous.value, (s) => {
+      s.cycleKey();
+      s.setOwner(owner, { userAgent });
+    });
+    let handle: string | undefined;
+    await exchange(sessions, loggedIn.value, (s) => {
+      handle = s.handle;
+    });
+    return { owner, userAgent, cookie: loggedIn.value!, handle: handle! };
+  }
+
+  /** What a request with this cookie finds now: its owner and cart. */
+  async function find(login: Login): Promise<{ owner?: string; cart?: string[] }> {
+    const sessions = open();
+    try {
+      let found = {};
+      await exchange(sessions, login.cookie, (s) => {
+        found = { owner: s.owner, cart: s.get('cart') };
+      });
+      return found;
+    } finally {
+      await sessions.close();
+    }
+  }
+
+  const everyId = () => [...ann, bob].map((l) => l.cookie);
+
+  beforeAll(async () => {
+    env = { SATCHEL_STORE: 'sqlite', SATCHEL_SQLITE_PATH: join(dir, 'owners.db') };
+    const sessions = open();
+    try {
+      ann = [
+        await login(sessions, 'ann', 'Firefox on Linux'),
+        await login(sessions, 'ann', 'Safari on iOS'),
+        await login(sessions, 'ann', 'Tablet \u001b[31mred\u001b[0m'),
+      ];
+      bob = await login(sessions, 'bob', 'Chrome on Android');
+    } finally {
+      await sessions.close();
+    }
+  });
+
+  it('lists a user’s sessions as an aligned table, by handle, never by session ID', async () => {
+    const run = await satchel(['sessions', 'list', '--owner', 'ann'], env);
+    expect(run).toMatchObject({ code: 0, stderr: '' });
+    const [header, ...rows] = run.stdout.trimEnd().split('\n');
+    expect(header).toMatch(/^HANDLE +CREATED +LAST SEEN +EXPIRES +DEVICE$/);
+    expect(rows).toHaveLength(3);
+    const at = (title: string) => header!.indexOf(title);
+    const iso = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/;
+    for (const row of rows) {
+      expect(row.slice(0, 43)).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(row.slice(at('CREATED'), at('CREATED') + 20)).toMatch(iso);
+      expect(row.slice(at('LAST SEEN'), at('LAST SEEN') + 20)).toMatch(iso);
+      expect(row.slice(at('EXPIRES'), at('EXPIRES') + 20)).toMatch(iso);
+    }
+    expect(rows.map((row) => row.slice(0, 43)).sort()).toEqual(ann.map((l) => l.handle).sort());
+    expect(rows.map((row) => row.slice(at('DEVICE'))).sort()).toEqual([
+      'Firefox on Linux',
+      'Safari on iOS',
+      // A user agent is the visitor's to choose: no escape sequence reaches the terminal.
+      'Tablet \\u{1b}[31mred\\u{1b}[0m',
+    ]);
+    expect(run.stdout).not.toContain(bob.handle);
+    for (const id of everyId()) expect(run.stdout).not.toContain(id);
+  });
+
+  it('lists as JSON with --json, and says when a user has no sessions', async () => {
+    const [json, none, noneJson] = await Promise.all([
+      satchel(['sessions', 'list', '--owner', 'ann', '--json'], env),
+      satchel(['sessions', 'list', '--owner', 'nobody'], env),
+      satchel(['sessions', 'list', '--owner', 'nobody', '--json'], env),
+    ]);
+    expect(json).toMatchObject({ code: 0, stderr: '' });
+    const list = JSON.parse(json.stdout) as Record<string, any>[];
+    expect(list.map((s) => s.handle).sort()).toEqual(ann.map((l) => l.handle).sort());
+    for (const summary of list) {
+      expect(Object.keys(summary)).toEqual([
+        'handle',
+        'createdAt',
+        'lastSeenAt',
+        'expiresAt',
+        'device',
+      ]);
+      const login = ann.find((l) => l.handle === summary.handle)!;
+      expect(summary.device).toEqual({ userAgent: login.userAgent });
+      const [created, seen, expires] = [summary.createdAt, summary.lastSeenAt, summary.expiresAt];
+      expect(Date.parse(created)).toBeLessThanOrEqual(Date.parse(seen));
+      expect(Date.parse(seen)).toBeLessThanOrEqual(Date.now());
+      expect(Date.parse(expires)).toBeGreaterThan(Date.now());
+    }
+    expect(json.stdout).toContain('\\u001b[31m');
+    for (const id of everyId()) expect(json.stdout).not.toContain(id);
+    expect(none).toMatchObject({ code: 0, stdout: 'No live sessions for owner "nobody".\n' });
+    expect(noneJson).toMatchObject({ code: 0, stdout: '[]\n' });
+  });
+
+  it('counts the sessions of one or more users', async () => {
+    const [table, json] = await Promise.all([
+      satchel(['sessions', 'count', '--owner', 'ann', '--owner', 'bob', '--owner', 'nobody'], env),
+      satchel(['sessions', 'count', '--owner', 'ann', '--json'], env),
+    ]);
+    expect(table).toEqual({
+      code: 0,
+      stdout: 'OWNER   SESSIONS\nann     3\nbob     1\nnobody  0\n',
+      stderr: '',
+    });
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual([{ owner: 'ann', sessions: 3 }]);
+  });
+
+  it('revokes one session by handle: its next request finds no session, the others are kept', async () => {
+    const [phone] = ann.splice(1, 1);
+    const run = await satchel(['sessions', 'revoke', '--handle', phone!.handle], env);
+    expect(run).toEqual({ code: 0, stdout: 'Revoked 1 session.\n', stderr: '' });
+    expect(await find(phone!)).toEqual({ owner: undefined, cart: undefined });
+    expect(await find(ann[0]!)).toEqual({ owner: 'ann', cart: ['ann-item'] });
+
+    const [again, againJson] = await Promise.all([
+      satchel(['sessions', 'revoke', '--handle', phone!.handle], env),
+      satchel(['sessions', 'revoke', '--handle', phone!.handle, '--json'], env),
+    ]);
+    expect(again).toMatchObject({
+      code: 0,
+      stdout: 'Revoked 0 sessions: no live session has that handle.\n',
+    });
+    expect(JSON.parse(againJson.stdout)).toEqual({ revoked: 0 });
+  });
+
+  it('revokes every session of a user except one, leaving other users alone', async () => {
+    const [keep, other] = ann as [Login, Login];
+    const run = await satchel(
+      ['sessions', 'revoke', '--owner', 'ann', '--except', keep.handle],
+      env,
+    );
+    expect(run).toEqual({
+      code: 0,
+      stdout: `Revoked 1 session of "ann", except ${keep.handle}.\n`,
+      stderr: '',
+    });
+    expect(await find(other)).toEqual({ owner: undefined, cart: undefined });
+    expect(await find(keep)).toEqual({ owner: 'ann', cart: ['ann-item'] });
+    expect(await find(bob)).toEqual({ owner: 'bob', cart: ['bob-item'] });
+
+    const list = await satchel(['sessions', 'list', '--owner', 'ann', '--json'], env);
+    expect(JSON.parse(list.stdout).map((s: { handle: string }) => s.handle)).toEqual([keep.handle]);
+
+    const all = await satchel(['sessions', 'revoke', '--owner', 'bob', '--json'], env);
+    expect(JSON.parse(all.stdout)).toEqual({ revoked: 1 });
+    expect(await find(bob)).toEqual({ owner: undefined, cart: undefined });
+  });
+
+  it.concurrent.for([
+    [['sessions', 'frob'], 'satchel sessions: unknown command "frob"'],
+    [['sessions', 'list'], 'satchel sessions list: --owner <id> is required'],
+    [['sessions', 'list', '--owner', ''], '--owner must be a user id of 1 to 256 characters'],
+    [['sessions', 'list', '--owner', 'ann', '--frob'], "Unknown option '--frob'"],
+    [['sessions', 'list', '--owner', 'ann', 'extra'], 'Unexpected argument'],
+    [['sessions', 'revoke'], 'satchel sessions revoke: give --owner <id>'],
+    [['sessions', 'revoke', '--owner', 'ann', '--handle', 'h'.repeat(43)], 'not both'],
+    [['sessions', 'revoke', '--except', 'h'.repeat(43)], '--except applies to --owner'],
+    [['sessions', 'revoke', '--handle', '../../etc/passwd'], '--handle must be a session handle'],
+    [
+      ['sessions', 'revoke', '--owner', 'ann', '--except', 'x'],
+      '--except must be a session handle',
+    ],
+    [['sessions', 'count'], 'counting every session is not supported'],
+  ] as [string[], string][])(
+    'exits 2 on a usage error: %j',
+    async ([args, message], { expect }) => {
+      const run = await satchel(args, env);
+      expect(run.code).toBe(2);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toContain(message);
+      expect(run.stderr).toMatch(/Run "satchel sessions( \w+)? --help" for usage\.\n$/);
+    },
+  );
+
+  it('exits 2 and prints its commands when none is given; usage errors changed nothing', async () => {
+    const run = await satchel(['sessions'], env);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/^Usage: satchel sessions <command>/);
+    expect(await find(ann[0]!)).toEqual({ owner: 'ann', cart: ['ann-item'] });
+  });
+
+  it.concurrent.for([
+    [['sessions', '--help'], 'Usage: satchel sessions <command>'],
+    [['help', 'sessions'], 'Usage: satchel sessions <command>'],
+    [['sessions', 'list', '--help'], 'Usage: satchel sessions list --owner <id>'],
+    [['help', 'sessions', 'list'], 'Usage: satchel sessions list --owner <id>'],
+    [['sessions', 'revoke', '-h'], 'Usage: satchel sessions revoke --owner <id>'],
+    [['sessions', 'count', '--help'], 'Usage: satchel sessions count --owner <id>'],
+  ] as [string[], string][])(
+    'prints help for %j and exits 0',
+    async ([args, usage], { expect }) => {
+      const run = await satchel(args);
+      expect(run).toMatchObject({ code: 0, stderr: '' });
+      expect(run.stdout.startsWith(usage)).toBe(true);
+    },
+  );
+
+  it('exits 2 with one clear line for stores that keep no sessions it can reach', async () => {
+    const [memory, cookie] = await Promise.all([
+      satchel(['sessions', 'list', '--owner', 'ann', '--store', 'memory']),
+      // No SATCHEL_SECRET needed to be told so.
+      satchel(['sessions', 'revoke', '--owner', 'ann'], { SATCHEL_STORE: 'cookie' }),
+    ]);
+    expect(memory.code).toBe(2);
+    expect(memory.stderr).toMatch(
+      /^satchel sessions list: the memory store lives inside each server process; there are no sessions to list from here\n/,
+    );
+    expect(cookie.code).toBe(2);
+    expect(cookie.stderr).toMatch(
+      /^satchel sessions revoke: the cookie store keeps sessions in the browsers, not on the server: there is nothing to revoke/,
+    );
+  });
+
+  it('exits 1 with one line when the store cannot be opened', async () => {
+    const run = await satchel(['sessions', 'count', '--owner', 'ann'], {
+      SATCHEL_SQLITE_PATH: join(dir, 'no-such-folder', 'sessions.db'),
+    });
+    expect(run).toMatchObject({ code: 1, stdout: '' });
+    expect(run.stderr).toMatch(/^satchel sessions count: \[sqlite\] cannot open .+\n$/);
   });
 });
 

@@ -1,7 +1,8 @@
 /**
  * The shopping cart from the Django session tutorial, grown up: a catalog,
- * quantities, remove and clear, flash messages, CSRF-protected POST forms and
- * a panel showing what the session looks like from the server.
+ * quantities, remove and clear, flash messages, CSRF-protected POST forms, a
+ * panel showing what the session looks like from the server, and a login
+ * (demo / demo-password) with a "Your devices" page to sign other sessions out.
  *
  * Inside this repository the library is imported from its sources; in your
  * own app import from 'satchel' and 'satchel/express' instead.
@@ -19,7 +20,9 @@ import {
   type Sessions,
   type SessionsOptions,
   type SessionStore,
+  type SessionSummary,
 } from '../../src/index.js';
+import { authenticate, DEMO_USERS } from './auth.js';
 
 // The session's shape, declared once for the whole app; req.session.get('cart')
 // is then a string[]. In your app: `declare module 'satchel' { ... }`. Here the
@@ -101,6 +104,11 @@ export interface CartAppOptions {
    * @default MAX_CART_ITEMS (200)
    */
   maxCartItems?: number;
+  /**
+   * User name → password hash (`hashPassword` in auth.ts).
+   * @default DEMO_USERS: `demo` with the password `demo-password`
+   */
+  users?: ReadonlyMap<string, string>;
 }
 
 export interface CartApp {
@@ -183,11 +191,39 @@ function fromNow(date: Date): string {
   return `in ${seconds} second${seconds === 1 ? '' : 's'}`;
 }
 
+/** A time for a page, UTC: `{ iso, date: '2025-06-01', time: '12:34' }`. */
+function stamp(date: Date) {
+  const iso = date.toISOString();
+  return { iso, date: iso.slice(0, 10), time: iso.slice(11, 16) };
+}
+
 /** Templates with POST forms, which need a CSRF token. */
-const FORM_PAGES = new Set(['catalog.html', 'cart.html']);
+const FORM_PAGES = new Set(['catalog.html', 'cart.html', 'login.html', 'devices.html']);
 
 /** Only these local pages may be a redirect target after a POST. */
 const REDIRECTS = new Set(['/', '/cart/']);
+
+/** Only these local pages may be where a login leads. */
+const AFTER_LOGIN = new Set(['/', '/cart/', '/devices']);
+
+/** User agents are the client's to choose: keep at most this much of one. */
+const MAX_USER_AGENT = 256;
+
+function afterLogin(next: unknown): string {
+  return typeof next === 'string' && AFTER_LOGIN.has(next) ? next : '/';
+}
+
+/** A device as the devices page shows it. */
+function deviceView(summary: SessionSummary) {
+  return {
+    handle: summary.handle,
+    name: summary.device.userAgent || 'Unknown device',
+    current: summary.current,
+    created: stamp(summary.createdAt),
+    lastSeen: stamp(summary.lastSeenAt),
+    expires: stamp(summary.expiresAt),
+  };
+}
 
 export function createApp(options: CartAppOptions): CartApp {
   const storeDescription = options.storeDescription ?? options.store.name;
@@ -197,6 +233,7 @@ export function createApp(options: CartAppOptions): CartApp {
   if (!Number.isSafeInteger(maxCartItems) || maxCartItems < 1) {
     throw new RangeError(`maxCartItems must be a positive integer; got ${String(maxCartItems)}`);
   }
+  const users = options.users ?? DEMO_USERS;
   const sessions = createSessions({ ...options.sessions, store: options.store });
 
   const templates = new nunjucks.Environment(
@@ -242,9 +279,11 @@ export function createApp(options: CartAppOptions): CartApp {
     // Read before save(): saving consumes the flash values of this request.
     const message = s.getFlash<Message>('message');
     const isNew = s.isNew;
+    const user = s.owner;
     // Pages with forms need a token, which starts a session; error pages do
-    // not, so a crawler hitting 404s does not fill the store.
-    if (FORM_PAGES.has(template) && !s.has('csrf')) {
+    // not, so a crawler hitting 404s does not fill the store. Every page of a
+    // signed-in user has the log-out form.
+    if ((FORM_PAGES.has(template) || user !== undefined) && !s.has('csrf')) {
       const token = newToken();
       // If a parallel first request stored a token already, keep that one.
       s.update('csrf', (current) => current ?? token);
@@ -257,6 +296,7 @@ export function createApp(options: CartAppOptions): CartApp {
       ...context,
       products: PRODUCTS,
       message,
+      user,
       csrf: s.get('csrf'),
       cart: cartLines(cart),
       cartCount: cart.length,
@@ -357,6 +397,134 @@ export function createApp(options: CartAppOptions): CartApp {
     req.session.delete('cart');
     req.session.flash('message', { level: 'info', text: 'Your cart is empty now' });
     res.redirect(303, back(req));
+  });
+
+  // --- Login, logout and "Your devices" --------------------------------------
+
+  app.get('/login', (req, res) => {
+    const next = afterLogin(req.query.next);
+    if (req.session.owner !== undefined) return res.redirect(303, next);
+    return page(req, res, 'login.html', { next });
+  });
+
+  app.post('/login', async (req, res) => {
+    if (!(await checkCsrf(req, res))) return;
+    const next = afterLogin(req.body?.next);
+    const user = await authenticate(users, req.body?.username, req.body?.password);
+    if (user === undefined) {
+      const username = typeof req.body?.username === 'string' ? req.body.username : '';
+      return page(
+        req,
+        res,
+        'login.html',
+        { next, username: username.slice(0, 100), error: 'Wrong username or password.' },
+        401,
+      );
+    }
+    const s = req.session;
+    // A new session ID, with the data (the anonymous cart) kept: an ID seen or
+    // planted before the login is worthless after it (session fixation).
+    s.cycleKey();
+    // Ties the session to the user, for the devices page and "sign out everywhere".
+    s.setOwner(user, { userAgent: req.get('user-agent')?.slice(0, MAX_USER_AGENT) });
+    // And a new CSRF token, as Django rotates it at login.
+    s.set('csrf', newToken());
+    s.flash('message', { level: 'success', text: `Signed in as ${user}` });
+    res.redirect(303, next);
+  });
+
+  app.post('/logout', async (req, res) => {
+    // Signed out already (e.g. from another device): nothing to do, and no token to check.
+    if (req.session.owner === undefined) return res.redirect(303, '/');
+    if (!(await checkCsrf(req, res))) return;
+    // Data and ID go: the record is deleted, and so is the cookie.
+    req.session.flush();
+    res.redirect(303, '/');
+  });
+
+  const toLogin = (res: Response) => res.redirect(303, '/login?next=%2Fdevices');
+
+  /** The signed-in user's sessions, or why the store cannot list them (the cookie store). */
+  async function devicesOf(
+    req: Request,
+    owner: string,
+  ): Promise<{ devices: SessionSummary[] } | { unsupported: string }> {
+    try {
+      return { devices: await sessions.listByOwner(owner, { current: req.session }) };
+    } catch (err) {
+      if (!SatchelError.is(err) || err.code !== 'ERR_SATCHEL_UNSUPPORTED') throw err;
+      return { unsupported: err.message.replace(/^\[satchel\] \[[^\]]*\] /, '') };
+    }
+  }
+
+  app.get('/devices', async (req, res) => {
+    const owner = req.session.owner;
+    if (owner === undefined) return toLogin(res);
+    const found = await devicesOf(req, owner);
+    return page(
+      req,
+      res,
+      'devices.html',
+      'devices' in found
+        ? { devices: found.devices.map(deviceView) }
+        : { devices: [], unsupported: found.unsupported },
+    );
+  });
+
+  app.post('/devices/revoke', async (req, res) => {
+    const owner = req.session.owner;
+    if (owner === undefined) return toLogin(res);
+    if (!(await checkCsrf(req, res))) return;
+    const found = await devicesOf(req, owner);
+    // Only a handle from this user's own listing: anything else is refused untouched.
+    const device =
+      'devices' in found ? found.devices.find((d) => d.handle === req.body?.handle) : undefined;
+    if (device === undefined) {
+      return page(
+        req,
+        res,
+        'error.html',
+        {
+          title: 'Not one of your devices',
+          detail:
+            'That session is not signed in to your account, or it has signed out already. Go back to your devices and reload the page.',
+        },
+        403,
+      );
+    }
+    if (device.current) {
+      // Signing out this device is logging out.
+      req.session.flush();
+      return res.redirect(303, '/');
+    }
+    await sessions.revoke(device.handle);
+    req.session.flash('message', {
+      level: 'info',
+      text: `Signed out ${deviceView(device).name}`,
+    });
+    res.redirect(303, '/devices');
+  });
+
+  app.post('/devices/revoke-others', async (req, res) => {
+    const owner = req.session.owner;
+    if (owner === undefined) return toLogin(res);
+    if (!(await checkCsrf(req, res))) return;
+    let message: Message;
+    try {
+      const count = await sessions.revokeAllForOwner(owner, { except: req.session });
+      message =
+        count === 0
+          ? { level: 'info', text: 'You were not signed in anywhere else' }
+          : {
+              level: 'success',
+              text: `Signed out ${count} other device${count === 1 ? '' : 's'}`,
+            };
+    } catch (err) {
+      if (!SatchelError.is(err) || err.code !== 'ERR_SATCHEL_UNSUPPORTED') throw err;
+      message = { level: 'error', text: err.message.replace(/^\[satchel\] \[[^\]]*\] /, '') };
+    }
+    req.session.flash('message', message);
+    res.redirect(303, '/devices');
   });
 
   app.use((req, res) =>

@@ -5,12 +5,13 @@
  *   satchel clearsessions   remove expired sessions from the configured store
  *   satchel migrate         create the postgres store's tables
  *   satchel keygen          print a fresh secret for the `secrets` option
+ *   satchel sessions        list, count and revoke a user's sessions (sessions.ts)
  *
- * Exit codes: 0 success, 1 runtime failure (the store is down), 2 usage error.
+ * Exit codes: 0 success, 1 runtime failure (the store is down), 2 usage error
+ * (including a store that cannot do what was asked, e.g. list on the cookie store).
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { SatchelError } from '../errors.js';
 import {
   DEFAULT_CACHE,
@@ -23,32 +24,26 @@ import {
   migrationSummary,
   runMigration,
   type StoreChoice,
-  StoreEnvError,
-  type StoreEnv,
   selectedStore,
   storeFromEnv,
   storeNames,
-  UnknownStoreError,
 } from './config.js';
-
-const EXIT_OK = 0;
-const EXIT_FAILURE = 1;
-const EXIT_USAGE = 2;
-
-/** A mistake on the command line or in the environment: reported with a hint, exit 2. */
-class UsageError extends Error {}
-
-interface Io {
-  out: NodeJS.WriteStream;
-  err: NodeJS.WriteStream;
-  env: StoreEnv;
-}
-
-interface Command {
-  summary: string;
-  help: string;
-  run(args: string[], io: Io): Promise<number>;
-}
+import { sessionsCommand } from './sessions.js';
+import {
+  type Command,
+  EXIT_FAILURE,
+  EXIT_OK,
+  EXIT_USAGE,
+  envWith,
+  fromEnv,
+  type Io,
+  parse,
+  STORE_OPTIONS,
+  STORE_OPTIONS_HELP,
+  type StoreOption,
+  storeOptionSpecs,
+  UsageError,
+} from './shared.js';
 
 const TOP_HELP = `Usage: satchel <command> [options]
 
@@ -56,7 +51,8 @@ Commands:
   clearsessions   Remove expired sessions from the configured store
   migrate         Create the tables the configured store needs (postgres)
   keygen          Print a fresh random secret for the \`secrets\` option
-  help [command]  Show help for a command
+  sessions        List, count and revoke a user's sessions (list, revoke, count)
+  help [command]  Show help for a command, e.g. satchel help sessions list
 
 Options:
   -h, --help      Show this help
@@ -75,62 +71,9 @@ The store comes from the environment, as for the example app:
   SATCHEL_CACHE_TTL_MS    how long a cached copy answers reads (default: 5000 for memory)
   SATCHEL_SECRET          cookie store keys, comma-separated, each >= 32 characters
 
-Exit codes: 0 success, 1 runtime failure (store unavailable), 2 usage error.
+Exit codes: 0 success, 1 runtime failure (store unavailable), 2 usage error
+(also when the store cannot do what was asked, e.g. list sessions on the cookie store).
 `;
-
-/** Command-line options that override one SATCHEL_* variable each. */
-const STORE_OPTIONS = {
-  store: 'SATCHEL_STORE',
-  'sqlite-path': 'SATCHEL_SQLITE_PATH',
-  'file-path': 'SATCHEL_FILE_PATH',
-  'redis-url': 'SATCHEL_REDIS_URL',
-  'redis-prefix': 'SATCHEL_REDIS_PREFIX',
-  'database-url': 'SATCHEL_DATABASE_URL',
-  table: 'SATCHEL_DATABASE_TABLE',
-} as const;
-type StoreOption = keyof typeof STORE_OPTIONS;
-
-const STORE_OPTIONS_HELP = `  --store <name>        Store: ${storeNames().join(', ')} (overrides SATCHEL_STORE)
-  --sqlite-path <file>  SQLite database file (overrides SATCHEL_SQLITE_PATH)
-  --file-path <dir>     File store folder (overrides SATCHEL_FILE_PATH)
-  --redis-url <url>     Redis URL (overrides SATCHEL_REDIS_URL)
-  --redis-prefix <p>    Redis key prefix (overrides SATCHEL_REDIS_PREFIX)
-  --database-url <url>  PostgreSQL URL (overrides SATCHEL_DATABASE_URL)
-  --table <name>        PostgreSQL table (overrides SATCHEL_DATABASE_TABLE)`;
-
-function storeOptionSpecs(names: readonly StoreOption[]) {
-  return Object.fromEntries(names.map((name) => [name, { type: 'string' as const }])) as Record<
-    StoreOption,
-    { type: 'string' }
-  >;
-}
-
-/** The environment with the command-line overrides applied. */
-function envWith(io: Io, values: Partial<Record<string, unknown>>): StoreEnv {
-  const env: StoreEnv = { ...io.env };
-  for (const [option, variable] of Object.entries(STORE_OPTIONS)) {
-    const value = values[option];
-    if (typeof value === 'string') env[variable] = value;
-  }
-  return env;
-}
-
-/**
- * Runs `fn`, turning environment mistakes into usage errors; an unknown
- * store name is blamed on --store when that option gave it.
- */
-async function fromEnv<T>(values: { store?: unknown }, fn: () => T | Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof UnknownStoreError) {
-      const source = values.store === undefined ? 'SATCHEL_STORE' : '--store';
-      throw new UsageError(new UnknownStoreError(err.storeName, source).message);
-    }
-    if (err instanceof StoreEnvError) throw new UsageError(err.message);
-    throw err;
-  }
-}
 
 const commands: Record<string, Command> = {
   clearsessions: {
@@ -265,18 +208,9 @@ Options:
       return EXIT_OK;
     },
   },
+
+  sessions: sessionsCommand,
 };
-
-type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
-
-/** parseArgs in strict mode; a bad option or a stray argument is a UsageError. */
-function parse<O extends Options>(args: string[], options: O) {
-  try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
 
 function version(): string {
   // src/cli/index.ts and dist/cli/index.js both sit two folders below package.json.
@@ -314,10 +248,15 @@ function startProgress(stream: NodeJS.WriteStream, label: string): { stop(): voi
   };
 }
 
+function lookup(table: Record<string, Command>, name: string): Command | undefined {
+  return Object.hasOwn(table, name) ? table[name] : undefined;
+}
+
 /** Runs the CLI with `argv` (without node and the script); resolves to the exit code. */
 async function main(argv: string[], io: Io): Promise<number> {
   const [first, ...rest] = argv;
-  let name = first;
+  // Grows with each command word recognized: `satchel sessions list`.
+  let prefix = 'satchel';
   try {
     if (first === undefined) {
       io.err.write(TOP_HELP);
@@ -332,30 +271,46 @@ async function main(argv: string[], io: Io): Promise<number> {
       return EXIT_OK;
     }
     if (first === 'help') {
-      name = rest[0];
-      if (name === undefined) {
-        io.out.write(TOP_HELP);
-        return EXIT_OK;
+      // `satchel help sessions list`: each word names a (sub)command.
+      let help = TOP_HELP;
+      let table: Record<string, Command> | undefined = commands;
+      for (const word of rest) {
+        const command: Command | undefined = table === undefined ? undefined : lookup(table, word);
+        if (command === undefined) throw new UsageError(`unknown command "${word}"`);
+        prefix = `${prefix} ${word}`;
+        help = command.help;
+        table = command.subcommands;
       }
-      const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
-      if (command === undefined) throw new UsageError(`unknown command "${name}"`);
-      io.out.write(command.help);
+      io.out.write(help);
       return EXIT_OK;
     }
     if (first.startsWith('-')) throw new UsageError(`unknown option "${first}"`);
-    const command = Object.hasOwn(commands, first) ? commands[first] : undefined;
-    if (command === undefined) {
-      name = undefined;
-      throw new UsageError(`unknown command "${first}"`);
+    let command: Command | undefined = lookup(commands, first);
+    if (command === undefined) throw new UsageError(`unknown command "${first}"`);
+    prefix = `satchel ${first}`;
+    let args = rest;
+    while (command.subcommands !== undefined) {
+      const [word, ...more] = args;
+      if (word === undefined) {
+        io.err.write(command.help);
+        return EXIT_USAGE;
+      }
+      if (word === '-h' || word === '--help') {
+        io.out.write(command.help);
+        return EXIT_OK;
+      }
+      const sub: Command | undefined = lookup(command.subcommands, word);
+      if (sub === undefined) throw new UsageError(`unknown command "${word}"`);
+      command = sub;
+      prefix = `${prefix} ${word}`;
+      args = more;
     }
-    if (rest.includes('-h') || rest.includes('--help')) {
+    if (args.includes('-h') || args.includes('--help')) {
       io.out.write(command.help);
       return EXIT_OK;
     }
-    return await command.run(rest, io);
+    return await command.run(args, io);
   } catch (err) {
-    const prefix =
-      name !== undefined && Object.hasOwn(commands, name) ? `satchel ${name}` : 'satchel';
     if (err instanceof UsageError) {
       io.err.write(`${prefix}: ${err.message}\nRun "${prefix} --help" for usage.\n`);
       return EXIT_USAGE;

@@ -1,0 +1,207 @@
+/**
+ * Login, "Your devices" and "sign out everywhere else" in a real browser:
+ * Debian's Chromium driven through playwright-core, two browser contexts
+ * signed in as the same user against the app running as its own process.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AppProcess, freePort, ROOT, startServer, stopAll } from './harness.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+const SCREENSHOT = join(ROOT, 'test-results', 'devices.png');
+const DEVICE_A = 'SatchelTest/1.0 (device A)';
+const DEVICE_B = 'SatchelTest/1.0 (device B)';
+
+if (!haveChromium && process.env.CI === 'true') {
+  describe('login and devices in Chromium', () => {
+    it('needs Chromium on CI', () => {
+      throw new Error(`${CHROMIUM} is missing; install it with: apt-get install -y chromium`);
+    });
+  });
+} else if (!haveChromium) {
+  console.warn(
+    `[e2e] skipping the devices browser tests: ${CHROMIUM} is missing (apt-get install -y chromium)`,
+  );
+}
+
+describe.skipIf(!haveChromium)('login and devices in Chromium', () => {
+  let dir: string;
+  let app: AppProcess;
+  let browser: Browser;
+  let a: BrowserContext;
+  let b: BrowserContext;
+  let pageA: Page;
+  let pageB: Page;
+
+  const url = (path: string) => new URL(path, app.url).href;
+
+  async function newContext(userAgent?: string): Promise<BrowserContext> {
+    const context = await browser.newContext({
+      viewport: { width: 1200, height: 800 },
+      ...(userAgent !== undefined && { userAgent }),
+    });
+    context.setDefaultTimeout(10_000);
+    context.setDefaultNavigationTimeout(15_000);
+    return context;
+  }
+
+  /** Item → quantity as the cart page shows it. */
+  async function cart(page: Page): Promise<Record<string, number>> {
+    await page.goto(url('/cart/'));
+    const lines = await page
+      .locator('ul.cart li')
+      .evaluateAll((items) =>
+        items.map((li) => [
+          li.getAttribute('data-item') ?? '',
+          li.querySelector('.qty')?.textContent ?? '',
+        ]),
+      );
+    return Object.fromEntries(lines.map(([item, qty]) => [item, Number(qty!.replace('x', ''))]));
+  }
+
+  async function addFromCatalog(page: Page, name: string): Promise<void> {
+    await page.goto(url('/'));
+    await page.getByRole('button', { name: `Add ${name} to cart` }).click();
+    await page.waitForURL(url('/'));
+  }
+
+  /** Follows the "Log in" link from the catalog and signs in as demo. */
+  async function logIn(page: Page): Promise<void> {
+    await page.goto(url('/'));
+    await page.locator('#login-link').click();
+    await page.waitForURL(url('/login'));
+    await page.getByLabel('Username').fill('demo');
+    await page.getByLabel('Password').fill('demo-password');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.waitForURL(url('/'));
+    expect(await page.locator('#signed-in').textContent()).toBe('Signed in as demo');
+  }
+
+  /** The devices page's rows: the device's name and whether it is this one. */
+  async function devices(page: Page): Promise<{ name: string; current: boolean }[]> {
+    await page.goto(url('/devices'));
+    return page.locator('tr.device').evaluateAll((rows) =>
+      rows.map((row) => ({
+        name: row.querySelector('.device-name')?.firstChild?.textContent?.trim() ?? '',
+        current: row.classList.contains('current'),
+      })),
+    );
+  }
+
+  async function sessionCookie(context: BrowserContext): Promise<string | undefined> {
+    return (await context.cookies(app.url)).find((c) => c.name === 'sessionid')?.value;
+  }
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'satchel-devices-browser-'));
+    app = await startServer({
+      PORT: String(await freePort()),
+      SATCHEL_STORE: 'sqlite',
+      SATCHEL_SQLITE_PATH: join(dir, 'sessions.db'),
+    });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+      timeout: 30_000,
+    });
+    a = await newContext(DEVICE_A);
+    b = await newContext(DEVICE_B);
+    pageA = await a.newPage();
+    pageB = await b.newPage();
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await stopAll();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  }, 30_000);
+
+  it('signs the other browser out everywhere else: its next request is signed out, its cart gone', async () => {
+    await logIn(pageA);
+    await logIn(pageB);
+    await addFromCatalog(pageB, 'Sticker pack');
+    await addFromCatalog(pageA, 'Rubber duck');
+    await addFromCatalog(pageA, 'Coffee mug');
+    expect(await cart(pageB)).toEqual({ 'sticker-pack': 1 });
+
+    const listed = await devices(pageA);
+    expect(listed.sort((x, y) => x.name.localeCompare(y.name))).toEqual([
+      { name: DEVICE_A, current: true },
+      { name: DEVICE_B, current: false },
+    ]);
+    expect(await pageA.locator('tr.current .this-device').textContent()).toBe('This device');
+    await mkdir(join(ROOT, 'test-results'), { recursive: true });
+    await pageA.screenshot({ path: SCREENSHOT, fullPage: true });
+
+    await pageA.getByRole('button', { name: 'Sign out everywhere else' }).click();
+    await pageA.waitForURL(url('/devices'));
+    expect(await pageA.locator('.flash').textContent()).toBe('Signed out 1 other device');
+    expect(await devices(pageA)).toEqual([{ name: DEVICE_A, current: true }]);
+
+    // B's very next request: signed out, and the cart went with the session.
+    await pageB.goto(url('/cart/'));
+    expect(await pageB.locator('#login-link').isVisible()).toBe(true);
+    expect(await pageB.locator('#signed-in').count()).toBe(0);
+    expect(await pageB.locator('.empty').textContent()).toBe('Your cart is empty.');
+    expect(await pageB.locator('#cart-count').textContent()).toBe('0');
+    await pageB.goto(url('/devices'));
+    expect(pageB.url()).toBe(url('/login?next=%2Fdevices'));
+
+    // A stays signed in, with its cart.
+    expect(await cart(pageA)).toEqual({ 'rubber-duck': 1, 'coffee-mug': 1 });
+    expect(await pageA.locator('#signed-in').textContent()).toBe('Signed in as demo');
+  });
+
+  it('signs out one other device from the list', async () => {
+    await logIn(pageB);
+    expect((await devices(pageA)).map((d) => d.name).sort()).toEqual([DEVICE_A, DEVICE_B]);
+    await pageA.getByRole('button', { name: `Sign out this device: ${DEVICE_B}` }).click();
+    await pageA.waitForURL(url('/devices'));
+    expect(await pageA.locator('.flash').textContent()).toBe(`Signed out ${DEVICE_B}`);
+    expect(await devices(pageA)).toEqual([{ name: DEVICE_A, current: true }]);
+
+    await pageB.reload();
+    expect(await pageB.locator('#login-link').isVisible()).toBe(true);
+    expect(await pageA.locator('#signed-in').textContent()).toBe('Signed in as demo');
+  });
+
+  it('keeps the anonymous cart through login under a new session ID, and logout empties it', async () => {
+    const c = await newContext();
+    try {
+      const page = await c.newPage();
+      await addFromCatalog(page, 'Awesome item');
+      const anonymous = await sessionCookie(c);
+      expect(anonymous).toBeDefined();
+
+      await logIn(page);
+      expect(await page.locator('.flash').textContent()).toBe('Signed in as demo');
+      expect(await page.locator('#cart-count').textContent()).toBe('1');
+      const signedIn = await sessionCookie(c);
+      expect(signedIn).toBeDefined();
+      expect(signedIn).not.toBe(anonymous);
+      expect(await cart(page)).toEqual({ 'awesome-item': 1 });
+
+      await page.getByRole('button', { name: 'Log out' }).click();
+      await page.waitForURL(url('/'));
+      expect(await page.locator('#login-link').isVisible()).toBe(true);
+      expect(await page.locator('#cart-count').textContent()).toBe('0');
+      expect(await sessionCookie(c)).not.toBe(signedIn);
+      expect(await cart(page)).toEqual({});
+    } finally {
+      await c.close();
+    }
+  });
+});
