@@ -248,8 +248,10 @@ export interface Sessions<D extends object = SessionData> {
   clearExpired(): Promise<number>;
   /** The live sessions of a user (see `session.setOwner`), newest first. */
   listByOwner(owner: string, options?: { current?: Session<D> }): Promise<SessionSummary[]>;
-  /** Ends one session by its handle (from `listByOwner` or `session.handle`). */
-  revoke(handle: string): Promise<void>;
+  /** Ends one session by its handle (from `listByOwner` or `session.handle`); true when a live session ended. */
+  revoke(handle: string): Promise<boolean>;
+  /** How many live sessions the store holds (SQLite, PostgreSQL, memory; others throw UnsupportedError). */
+  count(): Promise<number>;
   /** Ends every session of a user, except `except` (a session or handle); resolves to how many. */
   revokeAllForOwner(owner: string, options?: { except?: Session<D> | string }): Promise<number>;
   /** Listens to a lifecycle event; returns a function that stops listening. */
@@ -448,7 +450,7 @@ export function createSessions<D extends object = SessionData>(
       store.name,
       sealer
         ? `the cookie store cannot ${what}: it keeps nothing on the server`
-        : `this store cannot ${what}: it has no owner index`,
+        : `this store cannot ${what}`,
     );
   const call = <T>(what: string, fn: () => Promise<T>): Promise<T> =>
     callStore(store, what, fn, (error, operation) =>
@@ -985,8 +987,15 @@ export function createSessions<D extends object = SessionData>(
     async revoke(handle) {
       assertHandle(handle);
       if (sealer) throw unsupported('revoke a session (rotate the secrets to invalidate cookies)');
+      const live = (await call('get', () => store.get(handle))) !== undefined;
       await call('destroy', () => store.destroy(handle));
-      emit('destroyed', () => ({ handle, reason: 'revoked' }));
+      if (live) emit('destroyed', () => ({ handle, reason: 'revoked' }));
+      return live;
+    },
+
+    async count() {
+      if (!store.count) throw unsupported('count sessions');
+      return call('count', () => store.count!(Date.now()));
     },
 
     async revokeAllForOwner(owner, revokeOptions) {

@@ -55,6 +55,11 @@ export interface SessionStore {
   listByOwner?(owner: string): Promise<OwnedRecord[]>;
   /** Optional: removes every record of `owner` except `exceptKey`; resolves to how many. */
   destroyByOwner?(owner: string, exceptKey?: string): Promise<number>;
+  /**
+   * Optional: how many live records there are at `now`. Only stores that can
+   * answer without reading every record implement it (SQL, memory).
+   */
+  count?(now: number): Promise<number>;
 }
 
 export interface OwnedRecord {

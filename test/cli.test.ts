@@ -430,7 +430,6 @@ describe('satchel sessions', () => {
       ['sessions', 'revoke', '--owner', 'ann', '--except', 'x'],
       '--except must be a session handle',
     ],
-    [['sessions', 'count'], 'counting every session is not supported'],
   ] as [string[], string][])(
     'exits 2 on a usage error: %j',
     async ([args, message], { expect }) => {
@@ -441,6 +440,28 @@ describe('satchel sessions', () => {
       expect(run.stderr).toMatch(/Run "satchel sessions( \w+)? --help" for usage\.\n$/);
     },
   );
+
+  it('counts every live session on a store that can count', async ({ expect }) => {
+    const sessions = open();
+    const live = await sessions.count().finally(() => sessions.close());
+    expect(live).toBeGreaterThan(0);
+    const table = await satchel(['sessions', 'count'], env);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toBe(`${live} live ${live === 1 ? 'session' : 'sessions'}\n`);
+    const json = await satchel(['sessions', 'count', '--json'], env);
+    expect(JSON.parse(json.stdout)).toEqual({ sessions: live });
+  });
+
+  it('exits 2 rather than scan a store that cannot count every session', async ({ expect }) => {
+    const run = await satchel(['sessions', 'count'], {
+      SATCHEL_STORE: 'file',
+      SATCHEL_FILE_PATH: dir,
+    });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(
+      'the file store cannot count every session without reading each one',
+    );
+  });
 
   it('exits 2 and prints its commands when none is given; usage errors changed nothing', async () => {
     const run = await satchel(['sessions'], env);
@@ -455,7 +476,7 @@ describe('satchel sessions', () => {
     [['sessions', 'list', '--help'], 'Usage: satchel sessions list --owner <id>'],
     [['help', 'sessions', 'list'], 'Usage: satchel sessions list --owner <id>'],
     [['sessions', 'revoke', '-h'], 'Usage: satchel sessions revoke --owner <id>'],
-    [['sessions', 'count', '--help'], 'Usage: satchel sessions count --owner <id>'],
+    [['sessions', 'count', '--help'], 'Usage: satchel sessions count [--owner <id> ...]'],
   ] as [string[], string][])(
     'prints help for %j and exits 0',
     async ([args, usage], { expect }) => {

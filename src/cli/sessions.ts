@@ -3,7 +3,7 @@
  * the app, through the same manager the app uses (`createSessions`), so the
  * output is the manager's summaries: opaque handles, never session IDs.
  */
-import { SatchelError, StoreUnavailableError } from '../errors.js';
+import { SatchelError } from '../errors.js';
 import { createSessions, type SessionSummary, type Sessions } from '../manager.js';
 import type { DeviceInfo } from '../session.js';
 import { isCookieStore } from '../store.js';
@@ -296,20 +296,7 @@ ${COMMON_OPTIONS}
     if (values.handle !== undefined) {
       const handle = handleArg('--handle', values.handle);
       revoked = await withSessions(values, io, 'revoke', async (sessions) => {
-        // Only to report honestly whether there was a live session to end.
-        const store = sessions.store;
-        const live = await store.get(handle).then(
-          (record) => record !== undefined,
-          (err: unknown) => {
-            if (SatchelError.is(err)) throw err;
-            throw new StoreUnavailableError(
-              store.name,
-              `get failed: ${err instanceof Error ? err.message : String(err)}`,
-              err,
-            );
-          },
-        );
-        await sessions.revoke(handle);
+        const live = await sessions.revoke(handle);
         return live ? 1 : 0;
       });
       text =
@@ -336,22 +323,22 @@ ${COMMON_OPTIONS}
 };
 
 const count: Command = {
-  summary: "Count a user's live sessions",
-  help: `Usage: satchel sessions count --owner <id> [--owner <id> ...] [options]
+  summary: 'Count live sessions, in all or per user',
+  help: `Usage: satchel sessions count [--owner <id> ...] [options]
 
-Counts the live sessions of one or more users: a table of OWNER and SESSIONS,
-or with --json an array of { owner, sessions }.
+Without --owner, counts every live session ("N live sessions", or with --json
+{ sessions: N }) on stores that can count without reading each record
+(sqlite, postgres); on the others this exits 2 rather than scan the store.
+With --owner, counts the live sessions of each user: a table of OWNER and
+SESSIONS, or with --json an array of { owner, sessions }.
 
+  satchel sessions count
   satchel sessions count --owner 42 --owner 43
-
-Counting every session of every user is not supported: the store contract
-counts through the owner index only, so without --owner this exits 2 rather
-than scan the whole store.
 
 ${STORES_NOTE}
 
 Options:
-  --owner <id>          A user whose sessions to count (required; repeatable)
+  --owner <id>          A user whose sessions to count (repeatable)
 ${COMMON_OPTIONS}
 `,
   async run(args, io) {
@@ -361,9 +348,17 @@ ${COMMON_OPTIONS}
       json: { type: 'boolean' },
     });
     if (values.owner === undefined) {
-      throw new UsageError(
-        'counting every session is not supported (stores count through the owner index only); give --owner <id>',
-      );
+      const total = await withSessions(values, io, 'count', async (sessions, storeName) => {
+        if (!sessions.store.count) {
+          throw new UsageError(
+            `the ${storeName} store cannot count every session without reading each one (sqlite, postgres can); give --owner <id>`,
+          );
+        }
+        return sessions.count();
+      });
+      if (values.json) writeJson(io, { sessions: total });
+      else io.out.write(`${total} live ${total === 1 ? 'session' : 'sessions'}\n`);
+      return EXIT_OK;
     }
     const owners = [...new Set(values.owner.map(ownerArg))];
     const counts = await withSessions(values, io, 'count', async (sessions, storeName) => {

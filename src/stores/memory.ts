@@ -130,6 +130,13 @@ export function memoryStore(options: MemoryStoreOptions = {}): SessionStore {
       return expired.length;
     },
 
+    async count(now) {
+      ensureOpen();
+      let live = 0;
+      for (const record of cache.values()) if (record.expiresAt > now) live++;
+      return live;
+    },
+
     async listByOwner(owner) {
       ensureOpen();
       const now = Date.now();

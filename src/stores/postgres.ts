@@ -151,6 +151,15 @@ export function postgresStore(options: PostgresStoreOptions): SessionStore {
       return changed(result);
     },
 
+    async count(now) {
+      const result = await run(
+        'count',
+        `SELECT count(*)::int AS n FROM ${t} WHERE expires_at > $1`,
+        [Math.floor(now)],
+      );
+      return (result.rows[0] as { n: number }).n;
+    },
+
     // Inserts, or replaces a row that has already expired; no change when a
     // live row holds the key.
     async create(key, record) {

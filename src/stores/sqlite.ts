@@ -156,6 +156,10 @@ export function sqliteStore(options: SqliteStoreOptions = {}): SessionStore {
       return row === undefined ? undefined : toRecord(row);
     },
 
+    async count(now) {
+      return guard('count', () => (statements.count.get(now) as { n: number }).n);
+    },
+
     async listByOwner(owner) {
       const rows = guard('listByOwner', () => statements.byOwner.all(owner, Date.now()));
       return rows.map((row) => ({ key: row.key, record: toRecord(row) }));
@@ -264,6 +268,7 @@ function prepareStatements(db: Database.Database, table: string) {
          created_at = @createdAt, owner = @owner
        WHERE key = @key AND version = @expectedVersion AND expires_at > @now`,
     ),
+    count: s<[number], { n: number }>(`SELECT count(*) AS n FROM ${t} WHERE expires_at > ?`),
     byOwner: s<[string, number], Row & { key: string }>(
       `SELECT key, data, version, expires_at, created_at, owner FROM ${t} WHERE owner = ? AND expires_at > ?`,
     ),

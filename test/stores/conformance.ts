@@ -18,6 +18,8 @@ export interface StoreCapabilities {
   persistent?: () => Promise<SessionStore> | SessionStore;
   /** The store implements the owner index: `listByOwner` and `destroyByOwner`. */
   owners?: boolean;
+  /** The store implements `count(now)`. */
+  count?: boolean;
 }
 
 type Factory = () => Promise<SessionStore> | SessionStore;
@@ -351,6 +353,16 @@ export function describeStore(
           await store.unlock?.(b, 'y');
           expect(await store.get(a)).toBeDefined();
         });
+      });
+    }
+
+    if (capabilities.count) {
+      it('counts live records only', async () => {
+        const before = await store.count!(Date.now());
+        await store.create(newKey(), newRecord());
+        await store.create(newKey(), newRecord());
+        await store.create(newKey(), newRecord({ expiresAt: Date.now() - 1 }));
+        expect(await store.count!(Date.now())).toBe(before + 2);
       });
     }
 

@@ -68,6 +68,7 @@ if (reason !== undefined && process.env.CI === 'true') {
     {
       lock: true,
       owners: true,
+      count: true,
       persistent: () => postgresStore({ connectionString: url, table }),
     },
   );

@@ -13,6 +13,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describeStore('sqlite', () => sqliteStore({ path }), {
   lock: true,
   owners: true,
+  count: true,
   persistent: () => sqliteStore({ path }),
 });
 
