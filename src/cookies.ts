@@ -92,24 +92,46 @@ export function readCookie(header: string | undefined, name: string): string | u
   return parse(header)[name];
 }
 
+/** The attributes around Max-Age and Expires, serialized once per options object (hot path). */
+interface Parts {
+  middle: string;
+  tail: { secure: string; plain: string };
+}
+const partsCache = new WeakMap<ResolvedCookieOptions, Parts>();
+
+function partsOf(options: ResolvedCookieOptions): Parts {
+  let parts = partsCache.get(options);
+  if (parts) return parts;
+  // Let the cookie library produce (and validate) each piece, in its order:
+  // name=value; Max-Age; Domain; Path; Expires; HttpOnly; Secure; Partitioned; SameSite.
+  const middle = serialize('x', '', { domain: options.domain, path: options.path }).slice(2);
+  const tailFor = (secure: boolean) =>
+    serialize('x', '', {
+      httpOnly: options.httpOnly,
+      secure,
+      partitioned: options.partitioned,
+      sameSite: options.sameSite,
+    }).slice(2);
+  parts = { middle, tail: { secure: tailFor(true), plain: tailFor(false) } };
+  partsCache.set(options, parts);
+  return parts;
+}
+
+const SAFE_VALUE = /^[A-Za-z0-9_.-]*$/;
+
 export function setCookieHeader(
   options: ResolvedCookieOptions,
   value: string,
   secureRequest: boolean,
   expires: Date | undefined,
 ): string {
-  const header = serialize(options.name, value, {
-    domain: options.domain,
-    path: options.path,
-    httpOnly: options.httpOnly,
-    sameSite: options.sameSite,
-    secure: options.secure === 'auto' ? secureRequest : options.secure,
-    partitioned: options.partitioned,
-    ...(expires && {
-      expires,
-      maxAge: Math.max(0, Math.round((expires.getTime() - Date.now()) / 1000)),
-    }),
-  });
+  // Session IDs and sealed sessions are base64url (and a dot), which need no encoding.
+  if (!SAFE_VALUE.test(value)) throw new TypeError('[satchel] cookie value must be base64url');
+  const { middle, tail } = partsOf(options);
+  const secure = options.secure === 'auto' ? secureRequest : options.secure;
+  const header = expires
+    ? `${options.name}=${value}; Max-Age=${Math.max(0, Math.round((expires.getTime() - Date.now()) / 1000))}${middle}; Expires=${expires.toUTCString()}${secure ? tail.secure : tail.plain}`
+    : `${options.name}=${value}${middle}${secure ? tail.secure : tail.plain}`;
   const size = Buffer.byteLength(header);
   if (size > MAX_COOKIE_BYTES) throw new CookieTooLargeError(options.name, size);
   return header;

@@ -5,8 +5,14 @@ export const ID_BYTES = 32;
 const ID_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 const SIGNED_PATTERN = /^([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{43})$/;
 
+/**
+ * 43 base64url characters carry 258 bits; 32 bytes use 256 of them, so the
+ * last character's two low bits must be zero. A non-canonical last character
+ * would decode to the same bytes, and is refused. (Callers checked the charset.)
+ */
+const CANONICAL_LAST = new Set('AEIMQUYcgkosw048');
 function isCanonical(b64: string): boolean {
-  return Buffer.from(b64, 'base64url').toString('base64url') === b64;
+  return b64.length === 43 && CANONICAL_LAST.has(b64[42]!);
 }
 
 export function generateId(): string {
@@ -15,8 +21,6 @@ export function generateId(): string {
 
 /** Charset and length are checked before anything else sees an incoming ID. */
 export function isWellFormedId(id: string): boolean {
-  // 43 base64url characters carry 258 bits; a non-canonical last character
-  // (low bits set) would decode to the same bytes, so it is refused too.
   return ID_PATTERN.test(id) && isCanonical(id);
 }
 

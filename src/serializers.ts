@@ -31,19 +31,42 @@ function rejectUnserializable(key: string, value: unknown): void {
   }
 }
 
+/** Functions and symbols, which JSON.stringify would drop silently, are refused (a JS walk is cheaper than a replacer). */
+function assertNoFunctions(value: unknown, key: string): void {
+  if (typeof value === 'function' || typeof value === 'symbol') rejectUnserializable(key, value);
+  if (typeof value !== 'object' || value === null) return;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) assertNoFunctions(value[i], key);
+    return;
+  }
+  if (value instanceof Map || value instanceof Set) {
+    throw new SerializeError(
+      `cannot serialize a ${value instanceof Map ? 'Map' : 'Set'} (at key "${key}") with the json serializer; use serializer: 'rich'`,
+    );
+  }
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return;
+  for (const k of Object.keys(value)) assertNoFunctions((value as Record<string, unknown>)[k], k);
+}
+
 /** JSON, as Django's default JSONSerializer. Dates become strings; Map, Set and BigInt are refused. */
 export const jsonSerializer: Serializer = {
   name: 'json',
   stringify(data) {
+    let text: string;
     try {
-      return JSON.stringify(data, (key, value) => {
-        rejectUnserializable(key, value);
-        return value;
-      });
+      text = JSON.stringify(data);
     } catch (err) {
-      if (err instanceof SerializeError) throw err;
+      if (err instanceof TypeError && /BigInt/i.test(err.message)) {
+        throw new SerializeError(
+          "cannot serialize a bigint with the json serializer; use serializer: 'rich'",
+          err,
+        );
+      }
       throw new SerializeError('session data is not serializable as JSON', err);
     }
+    // Only after stringify succeeded, so a cycle has already been refused.
+    assertNoFunctions(data, '');
+    return text;
   },
   parse(text) {
     return assertPlainObject(JSON.parse(text));

@@ -211,6 +211,15 @@ describe('serializers', () => {
     );
   });
 
+  it('refuses a Map, Set or BigInt with the json serializer instead of saving {} silently', async () => {
+    make();
+    for (const value of [new Map([[1, 2]]), new Set([1]), 1n]) {
+      await expect(exchange(sessions, undefined, (s) => s.set('v', value))).rejects.toThrow(
+        /with the json serializer; use serializer: 'rich'/,
+      );
+    }
+  });
+
   it("round-trips Date, Map, Set, BigInt and registered classes with serializer: 'rich'", async () => {
     class Money {
       constructor(
