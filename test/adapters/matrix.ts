@@ -170,6 +170,15 @@ export function describeAdapter(name: string, start: StartServer): void {
       expect(await (await browser.fetch('/flash')).json()).toBeNull();
     });
 
+    it('expires a session after the idle timeout: the old cookie finds nothing', async () => {
+      const browser = await boot(memoryStore(), { idleTimeout: 1 });
+      const set = await browser.fetch('/set?key=a&value=1', { method: 'POST' });
+      expect(set.headers.get('set-cookie')).toMatch(/; Max-Age=1;/);
+      expect(await (await browser.fetch('/get?key=a')).json()).toBe('1');
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      expect(await (await browser.fetch('/get?key=a')).json()).toBeNull();
+    });
+
     it('does not adopt a forged session ID', async () => {
       const browser = await boot();
       browser.cookie = 'A'.repeat(43);
