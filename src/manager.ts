@@ -512,8 +512,10 @@ export function createSessions<D extends object = SessionData>(
       if (store.lock) {
         let wait = 5;
         while (!(await call('lock', () => store.lock!(key, token, lockTtl)))) {
-          if (Date.now() + wait > deadline) throw new LockTimeoutError(lockTimeout);
-          await sleep(wait + randomInt(5));
+          const left = deadline - Date.now();
+          if (left <= 0) throw new LockTimeoutError(lockTimeout);
+          // The last try lands on the deadline rather than a poll interval before it.
+          await sleep(Math.min(wait + randomInt(5), left));
           wait = Math.min(wait * 2, 100);
         }
       }
@@ -806,15 +808,22 @@ export function createSessions<D extends object = SessionData>(
     return { raw: value ?? undefined, fromUrl: value !== null, hadCookie: false };
   }
 
-  /** Adds the session ID to a link or form action for a client without cookies. */
+  /**
+   * Adds the session ID to a link or form action for a client without cookies.
+   * Only links within this site (relative URLs) get it: an absolute or
+   * protocol-relative URL may lead elsewhere and would carry the session away.
+   */
   function encodeUrl(state: SessionState, url: string): string {
+    // Another site, another scheme, or a jump within this page: left alone.
+    if (/^[a-z][a-z0-9+.-]*:/i.test(url) || /^[\\/][\\/]/.test(url) || url.startsWith('#'))
+      return url;
     // Links are rendered before the commit: a new session gets its ID now.
     if (state.id === undefined) Object.assign(state, issueId());
     state.urlEncoded = true;
-    const absolute = /^[a-z][a-z0-9+.-]*:/i.test(url);
-    const parsed = new URL(url, 'http://satchel.invalid');
+    const parsed = new URL(url, 'http://satchel.invalid/');
     parsed.searchParams.set(transport.param, encodeId(state.id!));
-    return absolute ? parsed.href : `${parsed.pathname}${parsed.search}${parsed.hash}`;
+    const path = url.startsWith('/') ? parsed.pathname : url.split(/[?#]/)[0]!;
+    return `${path}${parsed.search}${parsed.hash}`;
   }
 
   /** The response headers that carry the ID (or its deletion) for this transport. */

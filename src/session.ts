@@ -38,6 +38,9 @@ export interface DeviceInfo {
   [key: string]: string | undefined;
 }
 
+/** setExpiry's upper bound: 100 years keeps every expiry a valid, sendable date. */
+const MAX_EXPIRY_SECONDS = 100 * 365 * 24 * 3600;
+
 /** Per-session expiry as stored: seconds of inactivity, 0 for browser close, or a fixed time. */
 export type ExpirySetting = number | { at: number };
 
@@ -345,11 +348,18 @@ export class Session<D extends object = SessionData> {
     }
     let setting: ExpirySetting;
     if (value instanceof Date) {
-      if (Number.isNaN(value.getTime())) throw new TypeError('setExpiry: invalid Date');
+      if (
+        Number.isNaN(value.getTime()) ||
+        value.getTime() > Date.now() + MAX_EXPIRY_SECONDS * 1000
+      ) {
+        throw new TypeError('setExpiry: the Date must be valid and at most 100 years ahead');
+      }
       setting = { at: value.getTime() };
     } else {
-      if (!Number.isFinite(value) || value < 0) {
-        throw new TypeError(`setExpiry: seconds must be a finite number >= 0; got ${value}`);
+      if (!Number.isFinite(value) || value < 0 || value > MAX_EXPIRY_SECONDS) {
+        throw new TypeError(
+          `setExpiry: seconds must be a number from 0 to ${MAX_EXPIRY_SECONDS} (100 years); got ${value}`,
+        );
       }
       setting = value;
     }

@@ -88,6 +88,30 @@ describe('url transport', () => {
     expect(second.sent['referrer-policy']).toBe('no-referrer');
   });
 
+  it('adds the ID only to links within this site, keeping relative links relative', async () => {
+    sessions = createSessions({ store: memoryStore(), transport: { type: 'url' } });
+    const r = await run({}, (s) => {
+      s.set('n', 1);
+      return [
+        'cart/',
+        '?a=1',
+        '#top',
+        'mailto:a@b.example',
+        '//cdn.example/x',
+        'https://evil.example/',
+      ].map((u) => s.encodeUrl(u));
+    });
+    const [relative, query, fragment, mail, protocolRelative, absolute] = r.out as string[];
+    expect(relative).toMatch(/^cart\/\?sessionid=[\w-]{43}$/);
+    expect(query).toMatch(/^\?a=1&sessionid=[\w-]{43}$/);
+    expect([fragment, mail, protocolRelative, absolute]).toEqual([
+      '#top',
+      'mailto:a@b.example',
+      '//cdn.example/x',
+      'https://evil.example/',
+    ]);
+  });
+
   it('uses the URL only when the request carries no session cookie', async () => {
     sessions = createSessions({ store: memoryStore(), transport: { type: 'url' } });
     const a = await run({}, (s) => s.set('who', 'a'));

@@ -44,7 +44,7 @@ export function commitBeforeResponse<D extends object>(
   session: Session<D>,
   res: ServerResponse,
   otherwise: (err: unknown) => void,
-): void {
+): { settled(): void } {
   const onError = (err: unknown) => handleSessionError(sessions, res, err, otherwise);
   const original = {
     writeHead: res.writeHead as Writer,
@@ -54,6 +54,8 @@ export function commitBeforeResponse<D extends object>(
   const queue: [Writer, unknown[]][] = [];
   let state: 'open' | 'committing' | 'done' = 'open';
   let status: number | undefined;
+  /** The client went away; the handler may still be running. */
+  let left = false;
 
   const restore = () => {
     res.writeHead = original.writeHead as typeof res.writeHead;
@@ -83,24 +85,40 @@ export function commitBeforeResponse<D extends object>(
     );
   };
 
+  /** Nothing is saved for a client that left; the lock is released only now, as the handler is done. */
+  const giveUp = () => {
+    state = 'done';
+    restore();
+    sessions.abandon(session).catch(() => {});
+  };
+
   const hold =
     (fn: Writer, isHead = false): Writer =>
     (...args) => {
+      if (left) {
+        giveUp();
+        return fn.apply(res, args);
+      }
       if (isHead && typeof args[0] === 'number') status = args[0];
       queue.push([fn, args]);
       start();
       return fn === original.write ? true : res;
     };
-  // A client that went away before the response: release the lock, save nothing.
+  // A client that went away before the response: save nothing, but keep the
+  // lock until the handler answers (or settles), so the next request of the
+  // session cannot run alongside it. lockTtl is the backstop.
   res.once('close', () => {
-    if (state !== 'open') return;
-    state = 'done';
-    restore();
-    sessions.abandon(session).catch(() => {});
+    if (state === 'open') left = true;
   });
   res.writeHead = hold(original.writeHead, true) as typeof res.writeHead;
   res.write = hold(original.write) as typeof res.write;
   res.end = hold(original.end) as typeof res.end;
+  return {
+    /** The handler has settled: if its client left and it never answered, release now. */
+    settled() {
+      if (left && state === 'open') giveUp();
+    },
+  };
 }
 
 function appendHeader(res: ServerResponse, name: string, value: string): void {

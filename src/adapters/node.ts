@@ -45,12 +45,14 @@ export function withSessions<D extends object = SessionData>(
       return;
     }
     (req as SessionRequest<D>).session = session;
-    commitBeforeResponse(sessions, session, res, (e) => fail(sessions, res, e));
+    const response = commitBeforeResponse(sessions, session, res, (e) => fail(sessions, res, e));
     try {
       await handler(req as SessionRequest<D>, res);
     } catch (err) {
       // Answered as a 500: the commit that follows saves nothing and releases the lock.
       fail(sessions, res, err);
+    } finally {
+      response.settled();
     }
   };
 }

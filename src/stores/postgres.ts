@@ -5,6 +5,9 @@ import type { Pool, QueryResult, QueryResultRow } from 'pg';
 import { ConfigError, StoreUnavailableError } from '../errors.js';
 import type { OwnedRecord, SessionStore, StoredSession, UpdateResult } from '../store.js';
 
+/** Queries on a Pool the store creates fail after this long (Redis's commandTimeout is alike). */
+const QUERY_TIMEOUT_MS = 5_000;
+
 export interface PostgresStoreOptions {
   /**
    * A `pg` Pool to run queries on, configured as you like (TLS, pool size,
@@ -40,7 +43,9 @@ export interface PostgresStoreOptions {
    * How long a query waits for a connection from the Pool the store creates
    * before failing with StoreUnavailableError. Short, so requests answer 503
    * quickly while the database is down instead of piling up; they succeed
-   * again as soon as it is back. Ignored when `pool` is given.
+   * again as soon as it is back. Ignored when `pool` is given. Queries on
+   * that Pool also time out after 5 s (a network partition answers 503
+   * instead of hanging); give a Pool you pass in a `query_timeout` too.
    * @default 2000
    */
   connectTimeoutMs?: number;
@@ -359,6 +364,10 @@ function resolveTarget(
     const created = new Driver.Pool({
       connectionString: withDefaultUser(connectionString!),
       connectionTimeoutMillis: connectTimeoutMs,
+      // A partition (packets dropped, no reset) must end in a 503, not a hang
+      // that holds a pooled connection until the network heals.
+      query_timeout: QUERY_TIMEOUT_MS,
+      keepAlive: true,
       // Idle connections do not keep a CLI run or a test process alive.
       allowExitOnIdle: true,
       ...(max !== undefined && { max }),

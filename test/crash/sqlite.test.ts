@@ -1,0 +1,3 @@
+import { describeCrashes } from './harness.js';
+
+describeCrashes('sqlite');
