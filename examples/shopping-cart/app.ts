@@ -21,6 +21,7 @@ import {
   type SessionsOptions,
   type SessionStore,
   type SessionSummary,
+  type TransportOption,
 } from '../../src/index.js';
 import { authenticate, DEMO_USERS } from './auth.js';
 
@@ -89,6 +90,52 @@ interface Message {
   text: string;
 }
 
+/**
+ * The transports the demo runs with, by their SATCHEL_TRANSPORT name. `url`
+ * keeps a browser that refuses cookies in its session through its links;
+ * `header` is for API clients (curl, apps) that send `Authorization: Session <id>`.
+ */
+export const TRANSPORTS = {
+  cookie: 'cookie',
+  url: { type: 'url' },
+  header: { type: 'header' },
+} as const satisfies Record<string, TransportOption>;
+
+export type TransportName = keyof typeof TRANSPORTS;
+
+/** How the session panel names the transport. */
+interface TransportView {
+  kind: TransportName;
+  /** The URL parameter (url). */
+  param: string;
+  /** What the client sends, e.g. `Authorization: Session <id>` (header). */
+  requestHeader: string;
+  /** The response header with a new ID (header). */
+  responseHeader: string;
+}
+
+function headerCase(name: string): string {
+  return name.replace(/(^|-)([a-z])/g, (_, dash: string, c: string) => dash + c.toUpperCase());
+}
+
+function transportView(option: TransportOption | undefined): TransportView {
+  const view: TransportView = {
+    kind: 'cookie',
+    param: 'sessionid',
+    requestHeader: 'Authorization: Session <id>',
+    responseHeader: 'Session-Id',
+  };
+  if (option === undefined || option === 'cookie') return view;
+  if (option.type === 'url') return { ...view, kind: 'url', param: option.param ?? view.param };
+  const header = (option.header ?? 'authorization').toLowerCase();
+  return {
+    ...view,
+    kind: 'header',
+    requestHeader: header === 'authorization' ? view.requestHeader : `${headerCase(header)}: <id>`,
+    responseHeader: headerCase((option.responseHeader ?? 'session-id').toLowerCase()),
+  };
+}
+
 export interface CartAppOptions {
   /** Where sessions are kept: a server-side store, or the cookie store. */
   store: SessionStore | CookieStore;
@@ -97,7 +144,7 @@ export interface CartAppOptions {
    * @default store.name
    */
   storeDescription?: string;
-  /** Any other createSessions options (expiry, cookie, secrets). */
+  /** Any other createSessions options (transport, expiry, cookie, secrets). */
   sessions?: Omit<SessionsOptions, 'store'>;
   /**
    * Most items one cart holds; further adds say the cart is full.
@@ -235,6 +282,7 @@ export function createApp(options: CartAppOptions): CartApp {
   }
   const users = options.users ?? DEMO_USERS;
   const sessions = createSessions({ ...options.sessions, store: options.store });
+  const transport = transportView(options.sessions?.transport);
 
   const templates = new nunjucks.Environment(
     new nunjucks.FileSystemLoader(fileURLToPath(new URL('./templates/', import.meta.url))),
@@ -292,8 +340,13 @@ export function createApp(options: CartAppOptions): CartApp {
     // have saved first) and the token the store really holds.
     await s.save();
     const cart = s.get('cart', []);
+    // With the URL transport and no session cookie, encodeUrl adds the ID.
+    const viaUrl = transport.kind === 'url' && s.encodeUrl('/') !== '/';
     const html = templates.render(template, {
       ...context,
+      // Every link and form action goes through this: `{{ url('/cart/') }}`. It
+      // is this request's session, passed with this render, never a shared global.
+      url: (path: string) => s.encodeUrl(path),
       products: PRODUCTS,
       message,
       user,
@@ -311,6 +364,8 @@ export function createApp(options: CartAppOptions): CartApp {
         expiresIn: fromNow(s.expiresAt),
         browserSession: s.expireAtBrowserClose,
         cookie: sessions.cookie,
+        transport,
+        viaUrl,
       },
     });
     res.status(status).type('html').set('cache-control', 'no-store').send(html);
@@ -351,10 +406,18 @@ export function createApp(options: CartAppOptions): CartApp {
     return typeof next === 'string' && REDIRECTS.has(next) ? next : '/cart/';
   }
 
+  /**
+   * Redirects within the app. The target goes through encodeUrl, so a client
+   * without cookies (URL transport) keeps its session ID across the redirect.
+   */
+  function redirect(req: Request, res: Response, status: number, path: string): void {
+    res.redirect(status, req.session.encodeUrl(path));
+  }
+
   app.get('/', (req, res) => page(req, res, 'catalog.html'));
 
   app.get('/cart/', (req, res) => page(req, res, 'cart.html'));
-  app.get('/cart', (_req, res) => res.redirect(301, '/cart/'));
+  app.get('/cart', (req, res) => redirect(req, res, 301, '/cart/'));
 
   // The tutorial's route, kept for compatibility: a GET that changes state.
   // The forms below use POST with a CSRF token instead.
@@ -366,7 +429,7 @@ export function createApp(options: CartAppOptions): CartApp {
   });
   // Django's APPEND_SLASH, for the one route people type by hand.
   app.get('/add_to_cart/:item', (req, res) =>
-    res.redirect(301, `/add_to_cart/${encodeURIComponent(req.params.item)}/`),
+    redirect(req, res, 301, `/add_to_cart/${encodeURIComponent(req.params.item)}/`),
   );
 
   app.post('/cart/add', async (req, res) => {
@@ -374,7 +437,7 @@ export function createApp(options: CartAppOptions): CartApp {
     const item = validItem(req.body?.item);
     if (item === undefined) return badItem(req, res);
     req.session.flash('message', add(req.session, item));
-    res.redirect(303, back(req));
+    redirect(req, res, 303, back(req));
   });
 
   app.post('/cart/remove', async (req, res) => {
@@ -389,21 +452,21 @@ export function createApp(options: CartAppOptions): CartApp {
         ? { level: 'info', text: `Removed one ${item}` }
         : { level: 'error', text: `${item} is not in your cart` },
     );
-    res.redirect(303, back(req));
+    redirect(req, res, 303, back(req));
   });
 
   app.post('/cart/clear', async (req, res) => {
     if (!(await checkCsrf(req, res))) return;
     req.session.delete('cart');
     req.session.flash('message', { level: 'info', text: 'Your cart is empty now' });
-    res.redirect(303, back(req));
+    redirect(req, res, 303, back(req));
   });
 
   // --- Login, logout and "Your devices" --------------------------------------
 
   app.get('/login', (req, res) => {
     const next = afterLogin(req.query.next);
-    if (req.session.owner !== undefined) return res.redirect(303, next);
+    if (req.session.owner !== undefined) return redirect(req, res, 303, next);
     return page(req, res, 'login.html', { next });
   });
 
@@ -430,19 +493,22 @@ export function createApp(options: CartAppOptions): CartApp {
     // And a new CSRF token, as Django rotates it at login.
     s.set('csrf', newToken());
     s.flash('message', { level: 'success', text: `Signed in as ${user}` });
-    res.redirect(303, next);
+    // After cycleKey: in URL mode the Location carries the new ID, never the old one.
+    redirect(req, res, 303, next);
   });
 
   app.post('/logout', async (req, res) => {
     // Signed out already (e.g. from another device): nothing to do, and no token to check.
-    if (req.session.owner === undefined) return res.redirect(303, '/');
+    if (req.session.owner === undefined) return redirect(req, res, 303, '/');
     if (!(await checkCsrf(req, res))) return;
-    // Data and ID go: the record is deleted, and so is the cookie.
+    // Data and ID go: the record is deleted, and so is the cookie. There is
+    // no session left to carry, so the redirect carries no ID either.
     req.session.flush();
     res.redirect(303, '/');
   });
 
-  const toLogin = (res: Response) => res.redirect(303, '/login?next=%2Fdevices');
+  const toLogin = (req: Request, res: Response) =>
+    redirect(req, res, 303, '/login?next=%2Fdevices');
 
   /** The signed-in user's sessions, or why the store cannot list them (the cookie store). */
   async function devicesOf(
@@ -459,7 +525,7 @@ export function createApp(options: CartAppOptions): CartApp {
 
   app.get('/devices', async (req, res) => {
     const owner = req.session.owner;
-    if (owner === undefined) return toLogin(res);
+    if (owner === undefined) return toLogin(req, res);
     const found = await devicesOf(req, owner);
     return page(
       req,
@@ -473,7 +539,7 @@ export function createApp(options: CartAppOptions): CartApp {
 
   app.post('/devices/revoke', async (req, res) => {
     const owner = req.session.owner;
-    if (owner === undefined) return toLogin(res);
+    if (owner === undefined) return toLogin(req, res);
     if (!(await checkCsrf(req, res))) return;
     const found = await devicesOf(req, owner);
     // Only a handle from this user's own listing: anything else is refused untouched.
@@ -493,7 +559,7 @@ export function createApp(options: CartAppOptions): CartApp {
       );
     }
     if (device.current) {
-      // Signing out this device is logging out.
+      // Signing out this device is logging out: no session, so no ID in the redirect.
       req.session.flush();
       return res.redirect(303, '/');
     }
@@ -502,12 +568,12 @@ export function createApp(options: CartAppOptions): CartApp {
       level: 'info',
       text: `Signed out ${deviceView(device).name}`,
     });
-    res.redirect(303, '/devices');
+    redirect(req, res, 303, '/devices');
   });
 
   app.post('/devices/revoke-others', async (req, res) => {
     const owner = req.session.owner;
-    if (owner === undefined) return toLogin(res);
+    if (owner === undefined) return toLogin(req, res);
     if (!(await checkCsrf(req, res))) return;
     let message: Message;
     try {
@@ -524,7 +590,7 @@ export function createApp(options: CartAppOptions): CartApp {
       message = { level: 'error', text: err.message.replace(/^\[satchel\] \[[^\]]*\] /, '') };
     }
     req.session.flash('message', message);
-    res.redirect(303, '/devices');
+    redirect(req, res, 303, '/devices');
   });
 
   app.use((req, res) =>

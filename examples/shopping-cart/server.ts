@@ -12,6 +12,8 @@
  *   SATCHEL_CACHED_STORE    cached: the durable store, postgres (default) | sqlite | file
  *   SATCHEL_CACHE           cached: the cache, memory (default) | redis; SATCHEL_CACHE_TTL_MS
  *   SATCHEL_SECRET          cookie: comma-separated keys of 32+ characters (`satchel keygen`)
+ *   SATCHEL_TRANSPORT       where the session ID travels: cookie (default) | url (a URL
+ *                           parameter for browsers without cookies) | header (API clients)
  *   CART_MAX_ITEMS          most items in one cart (default 200)
  *
  * With postgres (or cached in front of it) the server runs `satchel migrate`
@@ -25,10 +27,11 @@ import {
   runMigration,
   type StoreChoice,
   StoreEnvError,
+  selectedStore,
   storeFromEnv,
 } from '../../src/cli/config.js';
 import { SatchelError } from '../../src/index.js';
-import { createApp, MAX_CART_ITEMS } from './app.js';
+import { createApp, MAX_CART_ITEMS, TRANSPORTS, type TransportName } from './app.js';
 
 function fail(message: string, code: number): never {
   console.error(`shopping-cart: ${message}`);
@@ -47,8 +50,24 @@ if (!/^\d+$/.test(maxText) || maxCartItems < 1 || !Number.isSafeInteger(maxCartI
   fail(`CART_MAX_ITEMS must be a positive whole number; got ${JSON.stringify(maxText)}`, 2);
 }
 
+const transportText = process.env.SATCHEL_TRANSPORT || 'cookie';
+const transportName = transportText.trim().toLowerCase();
+if (!Object.hasOwn(TRANSPORTS, transportName)) {
+  fail(
+    `unknown SATCHEL_TRANSPORT ${JSON.stringify(transportText)}; expected one of: ${Object.keys(TRANSPORTS).join(', ')}`,
+    2,
+  );
+}
+const transport = TRANSPORTS[transportName as TransportName];
+
 let choice: StoreChoice;
 try {
+  if (transportName === 'url' && selectedStore(process.env) === 'cookie') {
+    // Refused by createSessions too; said here before any store is opened.
+    throw new StoreEnvError(
+      'SATCHEL_TRANSPORT=url needs a server-side store; SATCHEL_STORE=cookie keeps the whole session in the cookie, which does not belong in URLs',
+    );
+  }
   // The table first, as an operator would run `satchel migrate` before deploying.
   const migration = migrationFromEnv(process.env);
   if (migration !== undefined) {
@@ -68,8 +87,15 @@ const { app, close } = createApp({
   store: choice.store,
   storeDescription: choice.description,
   maxCartItems,
+  sessions: { transport },
 });
 const server = createServer(app);
+
+const TRANSPORT_LINES: Record<TransportName, string> = {
+  cookie: 'cookie',
+  url: 'url (browsers without cookies carry ?sessionid= in their links; see the README for the risks)',
+  header: 'header (Authorization: Session <id> in, Session-Id out; no cookies: for API clients)',
+};
 
 server.once('error', async (err: NodeJS.ErrnoException) => {
   await close().catch(() => {});
@@ -88,7 +114,7 @@ server.listen(port, host, () => {
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${shown}:${address.port}/`;
   console.log(
-    `Shopping cart running at ${url}\nSessions: ${choice.description}\nTry ${url}add_to_cart/awesome-item/ (Ctrl+C to stop)`,
+    `Shopping cart running at ${url}\nSessions: ${choice.description}\nTransport: ${TRANSPORT_LINES[transportName as TransportName]}\nTry ${url}add_to_cart/awesome-item/ (Ctrl+C to stop)`,
   );
 });
 
