@@ -21,6 +21,7 @@ import { fileStore } from '../src/stores/file.js';
 import { migrate, postgresStore } from '../src/stores/postgres.js';
 import { redisStore } from '../src/stores/redis.js';
 import { sqliteStore } from '../src/stores/sqlite.js';
+import { uniqueName } from './e2e/harness.js';
 import {
   adminDatabaseUrl,
   DATABASE_URL,
@@ -29,8 +30,7 @@ import {
   postgresUnreachable,
   REDIS_URL,
   redisUnreachable,
-  uniqueName,
-} from './e2e/harness.js';
+} from './support/services.js';
 import { exchange } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));

@@ -3,28 +3,25 @@
  * playwright-core against the app running as its own process.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AppProcess, freePort, ROOT, startServer, stopAll } from './harness.js';
+import {
+  badgeOn,
+  cartOn,
+  haveChromium,
+  launchChromium,
+  newContext,
+  requireChromium,
+  tearDown,
+} from './browser.js';
+import { type AppProcess, freePort, ROOT, startServer } from './harness.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
 const SCREENSHOT = join(ROOT, 'test-results', 'cart.png');
 
-if (!haveChromium && process.env.CI === 'true') {
-  describe('shopping cart in Chromium', () => {
-    it('needs Chromium on CI', () => {
-      throw new Error(`${CHROMIUM} is missing; install it with: apt-get install -y chromium`);
-    });
-  });
-} else if (!haveChromium) {
-  console.warn(
-    `[e2e] skipping the browser tests: ${CHROMIUM} is missing (apt-get install -y chromium)`,
-  );
-}
+requireChromium('shopping cart in Chromium', 'browser tests');
 
 describe.skipIf(!haveChromium)('shopping cart in Chromium', () => {
   let dir: string;
@@ -34,22 +31,8 @@ describe.skipIf(!haveChromium)('shopping cart in Chromium', () => {
   let context: BrowserContext;
   let page: Page;
 
-  /** Item → quantity as the cart page shows it. */
-  async function cart(p: Page = page): Promise<Record<string, number>> {
-    const lines = await p
-      .locator('ul.cart li')
-      .evaluateAll((items) =>
-        items.map((li) => [
-          li.getAttribute('data-item') ?? '',
-          li.querySelector('.qty')?.textContent ?? '',
-        ]),
-      );
-    return Object.fromEntries(lines.map(([item, qty]) => [item, Number(qty!.replace('x', ''))]));
-  }
-
-  async function badge(p: Page = page): Promise<string> {
-    return (await p.locator('#cart-count').textContent()) ?? '';
-  }
+  const cart = (p: Page = page) => cartOn(p);
+  const badge = (p: Page = page) => badgeOn(p);
 
   const url = (path: string) => new URL(path, app.url).href;
 
@@ -61,30 +44,12 @@ describe.skipIf(!haveChromium)('shopping cart in Chromium', () => {
       SATCHEL_SQLITE_PATH: join(dir, 'sessions.db'),
     };
     app = await startServer(env);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-      timeout: 30_000,
-    });
-    context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
-    context.setDefaultTimeout(10_000);
-    context.setDefaultNavigationTimeout(15_000);
+    browser = await launchChromium();
+    context = await newContext(browser);
     page = await context.newPage();
   }, 60_000);
 
-  afterAll(async () => {
-    await browser?.close();
-    await stopAll();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  }, 30_000);
+  afterAll(() => tearDown(browser, dir), 30_000);
 
   it('adds items from the catalog and the tutorial route, and still shows them after a reload', async () => {
     await page.goto(url('/'));

@@ -3,31 +3,26 @@
  * Debian's Chromium driven through playwright-core, two browser contexts
  * signed in as the same user against the app running as its own process.
  */
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AppProcess, freePort, ROOT, startServer, stopAll } from './harness.js';
+import {
+  cartOn,
+  haveChromium,
+  launchChromium,
+  newContext as newBrowserContext,
+  requireChromium,
+  tearDown,
+} from './browser.js';
+import { type AppProcess, freePort, ROOT, startServer } from './harness.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
 const SCREENSHOT = join(ROOT, 'test-results', 'devices.png');
 const DEVICE_A = 'SatchelTest/1.0 (device A)';
 const DEVICE_B = 'SatchelTest/1.0 (device B)';
 
-if (!haveChromium && process.env.CI === 'true') {
-  describe('login and devices in Chromium', () => {
-    it('needs Chromium on CI', () => {
-      throw new Error(`${CHROMIUM} is missing; install it with: apt-get install -y chromium`);
-    });
-  });
-} else if (!haveChromium) {
-  console.warn(
-    `[e2e] skipping the devices browser tests: ${CHROMIUM} is missing (apt-get install -y chromium)`,
-  );
-}
+requireChromium('login and devices in Chromium', 'devices browser tests');
 
 describe.skipIf(!haveChromium)('login and devices in Chromium', () => {
   let dir: string;
@@ -40,28 +35,14 @@ describe.skipIf(!haveChromium)('login and devices in Chromium', () => {
 
   const url = (path: string) => new URL(path, app.url).href;
 
-  async function newContext(userAgent?: string): Promise<BrowserContext> {
-    const context = await browser.newContext({
-      viewport: { width: 1200, height: 800 },
-      ...(userAgent !== undefined && { userAgent }),
-    });
-    context.setDefaultTimeout(10_000);
-    context.setDefaultNavigationTimeout(15_000);
-    return context;
+  function newContext(userAgent?: string): Promise<BrowserContext> {
+    return newBrowserContext(browser, userAgent !== undefined ? { userAgent } : {});
   }
 
-  /** Item → quantity as the cart page shows it. */
+  /** Item → quantity as the cart page shows it, after opening it. */
   async function cart(page: Page): Promise<Record<string, number>> {
     await page.goto(url('/cart/'));
-    const lines = await page
-      .locator('ul.cart li')
-      .evaluateAll((items) =>
-        items.map((li) => [
-          li.getAttribute('data-item') ?? '',
-          li.querySelector('.qty')?.textContent ?? '',
-        ]),
-      );
-    return Object.fromEntries(lines.map(([item, qty]) => [item, Number(qty!.replace('x', ''))]));
+    return cartOn(page);
   }
 
   async function addFromCatalog(page: Page, name: string): Promise<void> {
@@ -104,30 +85,14 @@ describe.skipIf(!haveChromium)('login and devices in Chromium', () => {
       SATCHEL_STORE: 'sqlite',
       SATCHEL_SQLITE_PATH: join(dir, 'sessions.db'),
     });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-      timeout: 30_000,
-    });
+    browser = await launchChromium();
     a = await newContext(DEVICE_A);
     b = await newContext(DEVICE_B);
     pageA = await a.newPage();
     pageB = await b.newPage();
   }, 60_000);
 
-  afterAll(async () => {
-    await browser?.close();
-    await stopAll();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  }, 30_000);
+  afterAll(() => tearDown(browser, dir), 30_000);
 
   it('signs the other browser out everywhere else: its next request is signed out, its cart gone', async () => {
     await logIn(pageA);

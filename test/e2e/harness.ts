@@ -5,11 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
-import { userInfo } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
-import pg from 'pg';
-import { describe, it } from 'vitest';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SERVER = 'examples/shopping-cart/server.ts';
@@ -222,103 +218,7 @@ function decodeEntities(text: string): string {
     .replaceAll('&amp;', '&');
 }
 
-// ---------------------------------------------------------------------------
-// The local services the server stores need.
-
-export const REDIS_URL = 'redis://127.0.0.1:6379';
-export const DATABASE_URL = 'postgres://127.0.0.1:5432/postgres';
-
 /** A name no other run uses: `<base>_<pid>_<time>_<random>`, safe in SQL and Redis keys. */
 export function uniqueName(base: string): string {
   return `${base}_${process.pid}_${Date.now()}_${Math.random().toString(36).slice(2, 8)}`;
-}
-
-/** Why Redis at REDIS_URL cannot be used, or undefined when it answers PING. */
-export async function redisUnreachable(): Promise<string | undefined> {
-  const probe = new Redis(REDIS_URL, {
-    lazyConnect: true,
-    connectTimeout: 1_000,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-  });
-  let cause: Error | undefined;
-  probe.on('error', (err: Error) => {
-    cause ??= err;
-  });
-  try {
-    await probe.connect();
-    await probe.ping();
-    return undefined;
-  } catch (err) {
-    return `Redis at ${REDIS_URL} is unreachable (${(cause ?? (err as Error)).message})`;
-  } finally {
-    probe.disconnect();
-  }
-}
-
-/**
- * DATABASE_URL for this process's own pg clients: the store connects as the
- * OS user when the URL names none and USER is unset; a bare pg client does not.
- */
-export function adminDatabaseUrl(): string {
-  const url = new URL(DATABASE_URL);
-  if (url.username === '' && !process.env.PGUSER && !process.env.USER) {
-    url.username = userInfo().username;
-  }
-  return url.toString();
-}
-
-/** Why PostgreSQL at DATABASE_URL cannot be used, or undefined when it answers. */
-export async function postgresUnreachable(): Promise<string | undefined> {
-  const client = new pg.Client({
-    connectionString: adminDatabaseUrl(),
-    connectionTimeoutMillis: 2_000,
-  });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return undefined;
-  } catch (err) {
-    const error = err as NodeJS.ErrnoException;
-    return `PostgreSQL at ${DATABASE_URL} is unreachable (${error.message || error.code || String(err)})`;
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
-
-/** Drops the sessions table `table` and its locks table; nothing else. */
-export async function dropTable(table: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminDatabaseUrl() });
-  client.on('error', () => {});
-  await client.connect();
-  try {
-    await client.query(`DROP TABLE IF EXISTS "${table}", "${table}_locks"`);
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
-
-/**
- * `describe(name, body)` when the service is there (`missing` undefined).
- * When it is not: under CI=true one failing case saying why (a missing
- * service is a failure there), elsewhere a skipped suite and a printed reason.
- */
-export function describeWithService(
-  name: string,
-  missing: string | undefined,
-  body: () => void,
-): void {
-  if (missing === undefined) {
-    describe(name, body);
-  } else if (process.env.CI === 'true') {
-    describe(name, () => {
-      it('needs the service', () => {
-        throw new Error(`${missing}; CI=true makes a missing service a failure, not a skip`);
-      });
-    });
-  } else {
-    console.warn(`[e2e] skipping "${name}": ${missing}`);
-    describe.skip(`${name} (skipped: ${missing})`, body);
-  }
 }

@@ -8,20 +8,15 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { migrate } from '../../src/stores/postgres.js';
+import { type AppProcess, cartOf, startServer, stopAll, uniqueName, Visitor } from './harness.js';
 import {
-  type AppProcess,
-  cartOf,
   DATABASE_URL,
   describeWithService,
   dropTable,
   postgresUnreachable,
   REDIS_URL,
   redisUnreachable,
-  startServer,
-  stopAll,
-  uniqueName,
-  Visitor,
-} from './harness.js';
+} from '../support/services.js';
 
 const PROCESSES = 3;
 const ADDS = 300;

@@ -10,18 +10,20 @@ import { afterAll, expect, it } from 'vitest';
 import {
   type AppProcess,
   cartOf,
-  DATABASE_URL,
-  describeWithService,
-  dropTable,
-  postgresUnreachable,
-  REDIS_URL,
-  redisUnreachable,
   spawnServer,
   startServer,
   stopAll,
   uniqueName,
   Visitor,
 } from './harness.js';
+import {
+  DATABASE_URL,
+  describeWithService,
+  dropTable,
+  postgresUnreachable,
+  REDIS_URL,
+  redisUnreachable,
+} from '../support/services.js';
 
 const [redisMissing, postgresMissing] = await Promise.all([
   redisUnreachable(),

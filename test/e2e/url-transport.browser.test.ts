@@ -5,38 +5,28 @@
  * Such a browser keeps its cart through the session ID in its links.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AppProcess, freePort, ROOT, startServer, stopAll } from './harness.js';
+import {
+  badgeOn as badge,
+  cartOn as cart,
+  haveChromium,
+  LAUNCH,
+  launchChromium,
+  requireChromium,
+  tearDown,
+  VIEWPORT,
+  withTimeouts,
+} from './browser.js';
+import { type AppProcess, freePort, ROOT, startServer } from './harness.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
 const SCREENSHOT = join(ROOT, 'test-results', 'url-transport.png');
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 const ID = /^[A-Za-z0-9_-]{43}$/;
 
-if (!haveChromium && process.env.CI === 'true') {
-  describe('URL transport in Chromium', () => {
-    it('needs Chromium on CI', () => {
-      throw new Error(`${CHROMIUM} is missing; install it with: apt-get install -y chromium`);
-    });
-  });
-} else if (!haveChromium) {
-  console.warn(
-    `[e2e] skipping the URL transport browser tests: ${CHROMIUM} is missing (apt-get install -y chromium)`,
-  );
-}
+requireChromium('URL transport in Chromium', 'URL transport browser tests');
 
 /** What a cookie-refusing browser sent and was sent, request by request. */
 interface Exchange {
@@ -77,14 +67,9 @@ describe.skipIf(!haveChromium)('URL transport in Chromium', () => {
       join(profile, 'Default', 'Preferences'),
       JSON.stringify({ profile: { default_content_setting_values: { cookies: 2 } } }),
     );
-    const context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      args: ARGS,
-      timeout: 30_000,
-      viewport: { width: 1200, height: 800 },
-    });
-    context.setDefaultTimeout(10_000);
-    context.setDefaultNavigationTimeout(15_000);
+    const context = withTimeouts(
+      await chromium.launchPersistentContext(profile, { ...LAUNCH, viewport: VIEWPORT }),
+    );
     const seen: Promise<Exchange>[] = [];
     context.on('response', (response) => {
       const request = response.request();
@@ -109,23 +94,6 @@ describe.skipIf(!haveChromium)('URL transport in Chromium', () => {
     return launched;
   }
 
-  /** Item → quantity as the cart page shows it. */
-  async function cart(p: Page): Promise<Record<string, number>> {
-    const lines = await p
-      .locator('ul.cart li')
-      .evaluateAll((items) =>
-        items.map((li) => [
-          li.getAttribute('data-item') ?? '',
-          li.querySelector('.qty')?.textContent ?? '',
-        ]),
-      );
-    return Object.fromEntries(lines.map(([item, qty]) => [item, Number(qty!.replace('x', ''))]));
-  }
-
-  async function badge(p: Page): Promise<string> {
-    return (await p.locator('#cart-count').textContent()) ?? '';
-  }
-
   /** The session ID in the address bar. */
   function idInAddressBar(p: Page): string | null {
     return new URL(p.url()).searchParams.get('sessionid');
@@ -146,14 +114,12 @@ describe.skipIf(!haveChromium)('URL transport in Chromium', () => {
       SATCHEL_SQLITE_PATH: join(dir, 'sessions.db'),
       SATCHEL_TRANSPORT: 'url',
     });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 30_000 });
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {
     for (const { context } of cookieless) await context.close().catch(() => {});
-    await browser?.close();
-    await stopAll();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await tearDown(browser, dir);
   }, 30_000);
 
   it('keeps the cart of a browser that blocks cookies, by the ID in its URLs', async () => {
@@ -261,7 +227,7 @@ describe.skipIf(!haveChromium)('URL transport in Chromium', () => {
   });
 
   it('leaves the links of a browser that accepts cookies alone once it has the cookie', async () => {
-    const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+    const context = await browser.newContext({ viewport: VIEWPORT });
     try {
       context.setDefaultTimeout(10_000);
       const page = await context.newPage();

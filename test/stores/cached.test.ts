@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir, userInfo } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
@@ -9,6 +9,7 @@ import { cachedStore } from '../../src/stores/cached.js';
 import { memoryStore } from '../../src/stores/memory.js';
 import { migrate, postgresStore } from '../../src/stores/postgres.js';
 import { sqliteStore } from '../../src/stores/sqlite.js';
+import { adminDatabaseUrl, postgresUnreachable, serviceReady } from '../support/services.js';
 import { describeStore, newKey, newRecord } from './conformance.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'store-test-cached-'));
@@ -375,40 +376,9 @@ describe('cached store', () => {
 // The same against the real PostgreSQL, under the rule of postgres.test.ts:
 // unreachable is a failure under CI=true and a skip that says why elsewhere.
 const url = process.env.SATCHEL_DATABASE_URL || 'postgres://127.0.0.1:5432/postgres';
-const adminUrl = (() => {
-  const parsed = new URL(url);
-  if (parsed.username === '' && !process.env.PGUSER && !process.env.USER) {
-    parsed.username = userInfo().username;
-  }
-  return parsed.toString();
-})();
+const adminUrl = adminDatabaseUrl(url);
 
-async function unreachable(): Promise<string | undefined> {
-  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 2_000 });
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return undefined;
-  } catch (err) {
-    return `PostgreSQL at ${url} is unreachable (${(err as Error).message || String(err)})`;
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
-
-const reason = await unreachable();
-if (reason !== undefined && process.env.CI === 'true') {
-  describe('cached (memory in front of postgres) store', () => {
-    it('needs PostgreSQL under CI=true', () => {
-      throw new Error(`${reason}; CI=true makes a missing service a failure, not a skip`);
-    });
-  });
-} else if (reason !== undefined) {
-  console.warn(`[cached.test] skipping cached (memory in front of postgres): ${reason}`);
-  describe.skip('cached (memory in front of postgres) store (skipped: PostgreSQL unreachable)', () => {
-    it('runs against a real PostgreSQL', () => {});
-  });
-} else {
+if (serviceReady('cached (memory in front of postgres) store', await postgresUnreachable(url))) {
   const table = `satchel_cached_test_${process.pid}_${Date.now()}`;
   const migrated = migrate({ connectionString: url, table });
   migrated.catch(() => {});

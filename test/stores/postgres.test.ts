@@ -1,8 +1,8 @@
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
-import { userInfo } from 'node:os';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { migrate, postgresStore } from '../../src/stores/postgres.js';
+import { adminDatabaseUrl, postgresUnreachable, serviceReady } from '../support/services.js';
 import { describeStore, newKey, newRecord } from './conformance.js';
 
 const url = process.env.SATCHEL_DATABASE_URL || 'postgres://127.0.0.1:5432/postgres';
@@ -10,38 +10,11 @@ const url = process.env.SATCHEL_DATABASE_URL || 'postgres://127.0.0.1:5432/postg
  * The same database for this file's own pg clients. The store connects as the
  * OS user when the URL names none and USER is unset; a bare pg client does not.
  */
-const adminUrl = withUser(url);
+const adminUrl = adminDatabaseUrl(url);
 const run = `${process.pid}_${Date.now()}`;
 const table = `satchel_test_${run}`;
 
-/** Why PostgreSQL cannot be used, or undefined when it answers. */
-async function unreachable(): Promise<string | undefined> {
-  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 2_000 });
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return undefined;
-  } catch (err) {
-    return `PostgreSQL at ${url} is unreachable (${(err as Error).message || String(err)})`;
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
-
-const reason = await unreachable();
-
-if (reason !== undefined && process.env.CI === 'true') {
-  describe('postgres store', () => {
-    it('needs PostgreSQL under CI=true', () => {
-      throw new Error(`${reason}; CI=true makes a missing service a failure, not a skip`);
-    });
-  });
-} else if (reason !== undefined) {
-  console.warn(`[postgres.test] skipping the postgres store suites: ${reason}`);
-  describe.skip('postgres store (skipped: PostgreSQL unreachable)', () => {
-    it('runs against a real PostgreSQL', () => {});
-  });
-} else {
+if (serviceReady('postgres store', await postgresUnreachable(url))) {
   const admin = new pg.Pool({ connectionString: adminUrl, max: 2 });
   /** Tables this file created, dropped at the end; nothing else is ever dropped. */
   const created: string[] = [table];
@@ -325,14 +298,6 @@ if (reason !== undefined && process.env.CI === 'true') {
       );
     });
   });
-}
-
-function withUser(connectionString: string): string {
-  const parsed = new URL(connectionString);
-  if (parsed.username === '' && !process.env.PGUSER && !process.env.USER) {
-    parsed.username = userInfo().username;
-  }
-  return parsed.toString();
 }
 
 /** A port nothing listens on: bound, then released. */

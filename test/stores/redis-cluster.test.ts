@@ -7,22 +7,13 @@ import {
   redisServerMissing,
   startRedisCluster,
 } from '../support/redis-cluster.js';
+import { describeWithService } from '../support/services.js';
 import { describeStore, newKey, newRecord } from './conformance.js';
 
 const missing = await redisServerMissing();
-if (missing && process.env.CI === 'true') {
-  describe('redis cluster store', () => {
-    it('needs redis-server to start a cluster when CI=true', () => {
-      throw new Error(`${missing}; under CI a missing Redis is a failure, not a skip`);
-    });
-  });
-} else if (missing) {
-  console.warn(`[satchel] skipping the redis cluster store tests: ${missing}`);
-}
-
 const prefix = 'satchel-test:';
 
-describe.skipIf(missing !== undefined)('redis cluster', () => {
+describeWithService('redis cluster', missing, () => {
   let cluster: RedisCluster | undefined;
   const closers: (() => Promise<unknown>)[] = [];
 

@@ -11,6 +11,7 @@ import {
   redisServerMissing,
   startRedisServer,
 } from '../support/redis-cluster.js';
+import { describeWithService, redisUnreachable } from '../support/services.js';
 import { describeStore, newKey, newRecord } from './conformance.js';
 
 const URL = 'redis://127.0.0.1:6379';
@@ -18,38 +19,7 @@ const RUN = `satchel-test:${process.pid}:${Date.now()}`;
 const HOUR = 3_600_000;
 const MARGIN = 60_000;
 
-async function unreachable(): Promise<string | undefined> {
-  const probe = new Redis(URL, {
-    lazyConnect: true,
-    connectTimeout: 1_000,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-  });
-  let cause: Error | undefined;
-  probe.on('error', (err: Error) => {
-    cause ??= err;
-  });
-  try {
-    await probe.connect();
-    await probe.ping();
-    return undefined;
-  } catch (err) {
-    return `Redis at 127.0.0.1:6379 is unreachable (${(cause ?? (err as Error)).message})`;
-  } finally {
-    probe.disconnect();
-  }
-}
-
-const down = await unreachable();
-if (down && process.env.CI === 'true') {
-  describe('redis store', () => {
-    it('needs Redis at 127.0.0.1:6379 when CI=true', () => {
-      throw new Error(`${down}; under CI a missing Redis is a failure, not a skip`);
-    });
-  });
-} else if (down) {
-  console.warn(`[satchel] skipping the redis store tests: ${down}`);
-}
+const down = await redisUnreachable(URL);
 
 const noServer = await redisServerMissing();
 if (!down && noServer && process.env.CI !== 'true') {
@@ -120,7 +90,7 @@ function watchUnhandled() {
   };
 }
 
-describe.skipIf(down !== undefined)('redis', () => {
+describeWithService('redis', down, () => {
   afterAll(async () => {
     const cleaner = new Redis(URL);
     try {
