@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { SessionStore } from '../../../src/store.js';
 import { memoryStore } from '../../../src/stores/memory.js';
 import { sqliteStore } from '../../../src/stores/sqlite.js';
-import { type Gate, gate, STRESS_FULL } from './env.js';
+import { CI, type Gate, gate, STRESS_FULL } from './env.js';
 import { importStore, openSpec, type StoreSpec, storeFileExists } from './spec.js';
 
 export { importStore, storeFileExists };
@@ -175,6 +175,32 @@ export async function redisKit(port = REDIS_PORT): Promise<StoreKit> {
   };
 }
 
+/**
+ * A throwaway 3-master Redis Cluster (started on spare ports, stopped by
+ * cleanup); every open() is an ioredis Cluster client the kit closes.
+ */
+export async function redisClusterKit(): Promise<StoreKit> {
+  const { startRedisCluster } = await import('../../support/redis-cluster.js');
+  const { redisStore } = await importStore('redis');
+  const { Cluster } = (await import('ioredis')).default;
+  const cluster = await startRedisCluster(3);
+  const clients: InstanceType<typeof Cluster>[] = [];
+  const prefix = `${unique('satchel-stress')}:`;
+  return {
+    name: 'redis cluster',
+    open: async () => {
+      const client = new Cluster(cluster.nodes, { redisOptions: { maxRetriesPerRequest: 0 } });
+      client.on('error', () => {});
+      clients.push(client);
+      return redisStore({ client, prefix }) as SessionStore;
+    },
+    cleanup: async () => {
+      for (const client of clients) client.disconnect();
+      await cluster.stop();
+    },
+  };
+}
+
 export function postgresUrl(port = POSTGRES_PORT): string {
   const base = new URL(process.env.SATCHEL_DATABASE_URL || 'postgres://127.0.0.1:5432/postgres');
   base.port = String(port);
@@ -259,6 +285,18 @@ export async function allKits(): Promise<KitOrSkip[]> {
     redis.run
       ? { name: 'redis', entry: { name: 'redis', shared: 'server', make: () => redisKit() } }
       : { name: 'redis', gate: redis },
+  );
+  const missingServer = await (await import('../../support/redis-cluster.js')).redisServerMissing();
+  kits.push(
+    redis.run && missingServer === undefined
+      ? {
+          name: 'redis cluster',
+          entry: { name: 'redis cluster', shared: 'no', make: () => redisClusterKit() },
+        }
+      : {
+          name: 'redis cluster',
+          gate: redis.run ? { run: false, reason: missingServer ?? '', fail: CI } : redis,
+        },
   );
   const postgres = await gate('postgres', storeFileExists('postgres'), {
     name: 'PostgreSQL',
