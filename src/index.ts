@@ -16,8 +16,10 @@ export { generateId, isWellFormedId, storeKey } from './ids.js';
 export {
   type CommitResult,
   createSessions,
+  headerCase,
   type IncomingRequest,
   type LoadOptions,
+  type ResolvedTransport,
   type Logger,
   type SessionEvents,
   type Sessions,

@@ -140,12 +140,17 @@ export type TransportOption =
       param?: string;
     };
 
-interface Transport {
+/** The `transport` option with its defaults filled in (`sessions.transport`); header names lower-case. */
+export interface ResolvedTransport {
   type: 'cookie' | 'header' | 'url';
+  /** Request header carrying the ID (header transport). */
   header: string;
+  /** Response header carrying a new ID (header transport). */
   responseHeader: string;
+  /** Query parameter carrying the ID (URL transport). */
   param: string;
 }
+type Transport = ResolvedTransport;
 
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 
@@ -234,6 +239,7 @@ export interface CommitResult {
 export interface Sessions<D extends object = SessionData> {
   readonly store: SessionStore;
   readonly cookie: ResolvedCookieOptions;
+  readonly transport: Readonly<ResolvedTransport>;
   readonly logger: Logger;
   /** Turns a request's session ID into a Session. Throws StoreUnavailableError when the store is down. */
   load(request: IncomingRequest, options?: LoadOptions): Promise<Session<D>>;
@@ -298,7 +304,8 @@ function assertHandle(handle: string): void {
   }
 }
 
-function headerCase(name: string): string {
+/** `x-session-id` → `X-Session-Id`, for display and Vary. */
+export function headerCase(name: string): string {
   return name.replace(/(^|-)([a-z])/g, (_, dash: string, c: string) => dash + c.toUpperCase());
 }
 
@@ -855,6 +862,7 @@ export function createSessions<D extends object = SessionData>(
   const sessions: Sessions<D> = {
     store,
     cookie,
+    transport,
     logger,
 
     async load(request, loadOptions) {

@@ -15,6 +15,8 @@ import { session } from '../../src/adapters/express.js';
 import {
   type CookieStore,
   createSessions,
+  headerCase,
+  type ResolvedTransport,
   SatchelError,
   type Session,
   type Sessions,
@@ -114,25 +116,16 @@ interface TransportView {
   responseHeader: string;
 }
 
-function headerCase(name: string): string {
-  return name.replace(/(^|-)([a-z])/g, (_, dash: string, c: string) => dash + c.toUpperCase());
-}
-
-function transportView(option: TransportOption | undefined): TransportView {
-  const view: TransportView = {
-    kind: 'cookie',
-    param: 'sessionid',
-    requestHeader: 'Authorization: Session <id>',
-    responseHeader: 'Session-Id',
-  };
-  if (option === undefined || option === 'cookie') return view;
-  if (option.type === 'url') return { ...view, kind: 'url', param: option.param ?? view.param };
-  const header = (option.header ?? 'authorization').toLowerCase();
+/** The panel's wording, from the manager's resolved transport (its defaults filled in). */
+function transportView(transport: Readonly<ResolvedTransport>): TransportView {
   return {
-    ...view,
-    kind: 'header',
-    requestHeader: header === 'authorization' ? view.requestHeader : `${headerCase(header)}: <id>`,
-    responseHeader: headerCase((option.responseHeader ?? 'session-id').toLowerCase()),
+    kind: transport.type,
+    param: transport.param,
+    requestHeader:
+      transport.header === 'authorization'
+        ? 'Authorization: Session <id>'
+        : `${headerCase(transport.header)}: <id>`,
+    responseHeader: headerCase(transport.responseHeader),
   };
 }
 
@@ -282,7 +275,7 @@ export function createApp(options: CartAppOptions): CartApp {
   }
   const users = options.users ?? DEMO_USERS;
   const sessions = createSessions({ ...options.sessions, store: options.store });
-  const transport = transportView(options.sessions?.transport);
+  const transport = transportView(sessions.transport);
 
   const templates = new nunjucks.Environment(
     new nunjucks.FileSystemLoader(fileURLToPath(new URL('./templates/', import.meta.url))),
