@@ -101,6 +101,9 @@ export function serviceReady(
       });
     });
   } else {
+    // Skipped only outside CI, when Redis, PostgreSQL or Chromium is missing on a
+    // developer's machine: the reason is printed and kept in the suite's name.
+    // Under CI=true the branch above makes the same situation a failure.
     console.warn(`[satchel] skipping "${name}": ${missing}`);
     describe.skip(`${name} (skipped: ${missing})`, skipped);
   }
