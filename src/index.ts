@@ -38,6 +38,7 @@ export {
 } from './session.js';
 export type {
   CookieStore,
+  ClearExpiredOptions,
   OwnedRecord,
   SessionStore,
   StoredSession,

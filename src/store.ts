@@ -35,8 +35,12 @@ export interface SessionStore {
   touch(key: string, expiresAt: number): Promise<void>;
   /** Removes the record; no-op when absent. */
   destroy(key: string): Promise<void>;
-  /** Removes records whose expiresAt <= now, in bounded batches; resolves to how many. */
-  clearExpired(now?: number): Promise<number>;
+  /**
+   * Removes records whose expiresAt <= now, in bounded batches; resolves to how many.
+   * `onProgress`, when given, is called after each batch with the running count
+   * (and the total to examine, when the store knows it cheaply).
+   */
+  clearExpired(now?: number, options?: ClearExpiredOptions): Promise<number>;
   /** Releases connections, handles and timers. */
   close(): Promise<void>;
   /**
@@ -60,6 +64,11 @@ export interface SessionStore {
    * answer without reading every record implement it (SQL, memory).
    */
   count?(now: number): Promise<number>;
+}
+
+export interface ClearExpiredOptions {
+  /** Called after each batch: `removed` so far, and `total` records to examine when known. */
+  onProgress?(progress: { removed: number; total?: number }): void;
 }
 
 export interface OwnedRecord {
