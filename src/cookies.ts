@@ -1,5 +1,6 @@
 import { parse, serialize } from 'cookie';
 import { ConfigError, CookieTooLargeError } from './errors.js';
+import { rejectUnknownKeys } from './validate.js';
 
 /** Browsers keep a cookie of at most 4096 bytes (name, value and attributes); a longer one is dropped silently. */
 export const MAX_COOKIE_BYTES = 4096;
@@ -42,7 +43,20 @@ export interface ResolvedCookieOptions {
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
+const KNOWN: readonly (keyof CookieOptions)[] = [
+  'name',
+  'domain',
+  'path',
+  'secure',
+  'httpOnly',
+  'sameSite',
+  'partitioned',
+];
+const LIFETIME =
+  'the cookie mirrors the server-side expiry: set idleTimeout (seconds) on createSessions, or per session session.setExpiry()';
+
 export function resolveCookieOptions(options: CookieOptions = {}): ResolvedCookieOptions {
+  rejectUnknownKeys('cookie: ', options, KNOWN, { maxAge: LIFETIME, expires: LIFETIME });
   const resolved: ResolvedCookieOptions = {
     name: options.name ?? 'sessionid',
     domain: options.domain,

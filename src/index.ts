@@ -15,7 +15,6 @@ export {
 export { generateId, isWellFormedId, storeKey } from './ids.js';
 export {
   type CommitResult,
-  createSessions,
   headerCase,
   type IncomingRequest,
   type LoadOptions,
@@ -44,3 +43,19 @@ export type {
   StoredSession,
   UpdateResult,
 } from './store.js';
+
+import { buildSessions, type Sessions, type SessionsOptions } from './manager.js';
+import type { SessionData } from './session.js';
+import { sqliteStore } from './stores/sqlite.js';
+
+/**
+ * Creates the session manager: options are resolved and validated once,
+ * here, and every request then goes through `load` and `commit` (the
+ * adapters do this for you). Without a `store`, sessions are kept in SQLite
+ * (`satchel-sessions.db` in the working directory).
+ */
+export function createSessions<D extends object = SessionData>(
+  options: SessionsOptions = {},
+): Sessions<D> {
+  return buildSessions<D>(options, () => sqliteStore());
+}

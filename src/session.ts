@@ -1,4 +1,9 @@
-import type { StoredSession } from './store.js';
+import { type ChangeLog, DEVICE_KEY, EXPIRY_KEY, OWNER_KEY, RESERVED_PREFIX } from './changes.js';
+import { computeExpiresAt, type ExpiryPolicy, expirySetting, isBrowserSession } from './expiry.js';
+import type { Flash } from './flash.js';
+import { guardHabits } from './habits.js';
+import type { Identity, IssuedId } from './identity.js';
+import type { Linker } from './transports/types.js';
 
 /**
  * The shape of your session data, declared once for the whole app:
@@ -19,12 +24,6 @@ export interface SessionData {}
 export type Shape<D> = [keyof D] extends [never] ? Record<string, any> : D;
 export type SessionKey<D> = keyof Shape<D> & string;
 
-/** Keys satchel keeps in the data for itself; hidden from keys(), values() and entries(). */
-export const RESERVED_PREFIX = '_satchel_';
-export const FLASH_KEY = `${RESERVED_PREFIX}flash`;
-export const EXPIRY_KEY = `${RESERVED_PREFIX}expiry`;
-export const OWNER_KEY = `${RESERVED_PREFIX}owner`;
-export const DEVICE_KEY = `${RESERVED_PREFIX}device`;
 const TEST_COOKIE_KEY = `${RESERVED_PREFIX}testcookie`;
 const TEST_COOKIE_VALUE = 'worked';
 
@@ -38,143 +37,71 @@ export interface DeviceInfo {
   [key: string]: string | undefined;
 }
 
-/** setExpiry's upper bound: 100 years keeps every expiry a valid, sendable date. */
-const MAX_EXPIRY_SECONDS = 100 * 365 * 24 * 3600;
-
-/** Per-session expiry as stored: seconds of inactivity, 0 for browser close, or a fixed time. */
-export type ExpirySetting = number | { at: number };
-
-/** One recorded change; replayed in order on the newest data after a conflict. */
-export type Op =
-  | { t: 'set'; k: string; v: unknown }
-  | { t: 'delete'; k: string }
-  | { t: 'update'; k: string; fn: (value: any) => unknown }
-  | { t: 'clear' }
-  | { t: 'flash'; remove: string[] | 'all'; add: Record<string, unknown> };
-
-/** What the manager needs to answer expiry questions; resolved once from the options. */
-export interface ExpiryPolicy {
-  /** Seconds of inactivity before a session expires. */
-  idleTimeout: number;
-  /** Seconds from creation after which a session always expires; null for none. */
-  absoluteTimeout: number | null;
-  expireAtBrowserClose: boolean;
+/** What a session needs from the manager that made it; one per manager. */
+export interface SessionRuntime {
+  readonly policy: ExpiryPolicy;
+  issueId(): IssuedId;
+  /** Saves what the request changed (Session.save and the commit). */
+  save(parts: SessionParts): Promise<void>;
 }
 
-/** State shared with the manager; not part of the public API. */
-export interface SessionState {
-  id: string | undefined;
-  key: string | undefined;
-  record: StoredSession | undefined;
-  data: Map<string, unknown>;
-  ops: Op[];
-  /** Values handed out by reference, with their serialized form at that moment. */
-  handedOut: Map<string, { ref: object; text: string }>;
-  accessed: boolean;
-  /** Key of a record to delete at commit (flush or cycleKey). */
-  oldKey: string | undefined;
-  /** cycleKey was called: keep the data (newest, merged) under the new ID. */
-  cycled: boolean;
-  /** The request carried a session ID (valid or not): a cookie may need deleting. */
-  hadIncomingId: boolean;
-  flashIn: Record<string, unknown>;
-  flashNow: Record<string, unknown>;
-  flashOut: Record<string, unknown>;
-  flashKeep: Set<string> | 'all';
-  /** Incoming flash keys read in this request: they are removed at commit (read once). */
-  flashRead: Set<string>;
-  /** Incoming flash keys already removed by an earlier save() in this request. */
-  flashConsumed: Set<string>;
-  policy: ExpiryPolicy;
-  clone: (value: unknown) => unknown;
-  stringifyValue: (value: unknown) => string;
-  persist: (() => Promise<void>) | undefined;
-  /** A fresh random ID and its store key. */
-  issueId: () => { id: string; key: string };
-  /** What the response must do with the cookie, decided at commit. */
-  cookie: 'set' | 'delete' | undefined;
-  lock: { key: string; token: string; release: () => void } | undefined;
-  /** The request came over HTTPS (for cookie.secure: 'auto'). */
-  secure: boolean;
-  /** The stored record could not be read (and was deleted). */
-  corrupt: boolean;
-  /** The ID arrived in the URL (URL transport). */
-  fromUrl: boolean;
-  /** encodeUrl put the ID into a link of this response. */
-  urlEncoded: boolean;
-  /** Set by the URL transport for clients that sent no session cookie. */
-  encodeUrl: ((url: string) => string) | undefined;
+/** @internal A session's parts, for the manager and the persistence. */
+export interface SessionParts {
+  readonly identity: Identity;
+  readonly changes: ChangeLog;
+  readonly flash: Flash;
+  readonly runtime: SessionRuntime;
+  /** Puts the session ID into links (URL transport, clients without cookies). */
+  readonly links: Linker | undefined;
 }
 
-let stateOf!: (session: Session<any>) => SessionState;
+let partsOfSession!: (session: Session<any>) => SessionParts;
 
-/** @internal The manager's access to a session's state. */
-export function sessionState(session: Session<any>): SessionState {
-  return stateOf(session);
-}
-
-function isObject(value: unknown): value is object {
-  return typeof value === 'object' && value !== null;
+/** @internal The parts behind a session, for the manager. */
+export function sessionParts(session: Session<any>): SessionParts {
+  return partsOfSession(session);
 }
 
 /**
  * One visitor's session for one request: a dictionary-like API after Django's
- * SessionBase. It knows nothing of HTTP or stores; it records what this
- * request changed so the manager can save it without losing anyone's update.
+ * SessionBase. It knows nothing of HTTP or stores; its change log records
+ * what this request changed so the manager can save it without losing
+ * anyone's update.
  */
 export class Session<D extends object = SessionData> {
-  readonly #s: SessionState;
+  readonly #p: SessionParts;
 
   static {
-    stateOf = (session) => session.#s;
+    partsOfSession = (session) => session.#p;
   }
 
   /** @internal Sessions are made by `createSessions().load()`, not by hand. */
-  constructor(state: SessionState) {
-    this.#s = state;
-  }
-
-  #read(key: string): unknown {
-    const s = this.#s;
-    s.accessed = true;
-    const value = s.data.get(key);
-    if (isObject(value) && !s.handedOut.has(key)) {
-      // Handed out by reference: a nested change (cart.push(x)) is found at commit.
-      s.handedOut.set(key, { ref: value, text: s.stringifyValue(value) });
-    }
-    return value;
-  }
-
-  #write(op: Op): void {
-    const s = this.#s;
-    s.accessed = true;
-    s.ops.push(op);
-    applyOp(s.data, op, (v) => v);
+  constructor(parts: SessionParts) {
+    this.#p = parts;
   }
 
   /** The value at `key`, or `fallback` (not stored) when there is none. */
   get<K extends SessionKey<D>>(key: K): Shape<D>[K] | undefined;
   get<K extends SessionKey<D>>(key: K, fallback: Shape<D>[K]): Shape<D>[K];
   get(key: string, fallback?: unknown): unknown {
-    const value = this.#read(key);
+    const value = this.#p.changes.read(key);
     return value === undefined ? fallback : value;
   }
 
   /** Stores `value` at `key`. Last writer wins for this key only; other keys are never overwritten. */
   set<K extends SessionKey<D>>(key: K, value: Shape<D>[K]): this {
-    this.#write({ t: 'set', k: key, v: value });
+    this.#p.changes.write({ t: 'set', k: key, v: value });
     return this;
   }
 
   has(key: SessionKey<D>): boolean {
-    this.#s.accessed = true;
-    return this.#s.data.has(key);
+    return this.#p.changes.has(key);
   }
 
   /** Removes `key`; true when it was there. */
   delete(key: SessionKey<D>): boolean {
     const had = this.has(key);
-    this.#write({ t: 'delete', k: key });
+    this.#p.changes.write({ t: 'delete', k: key });
     return had;
   }
 
@@ -182,15 +109,16 @@ export class Session<D extends object = SessionData> {
   pop<K extends SessionKey<D>>(key: K): Shape<D>[K] | undefined;
   pop<K extends SessionKey<D>>(key: K, fallback: Shape<D>[K]): Shape<D>[K];
   pop(key: string, fallback?: unknown): unknown {
-    const had = this.#s.data.has(key);
-    const value = this.#read(key);
-    if (had) this.#write({ t: 'delete', k: key });
+    const changes = this.#p.changes;
+    const had = changes.data.has(key);
+    const value = changes.read(key);
+    if (had) changes.write({ t: 'delete', k: key });
     return had ? value : fallback;
   }
 
   /** The value at `key`; when absent, stores `fallback` there and returns it. */
   setDefault<K extends SessionKey<D>>(key: K, fallback: Shape<D>[K]): Shape<D>[K] {
-    if (this.has(key)) return this.#read(key) as Shape<D>[K];
+    if (this.has(key)) return this.#p.changes.read(key) as Shape<D>[K];
     this.set(key, fallback);
     return fallback;
   }
@@ -205,39 +133,40 @@ export class Session<D extends object = SessionData> {
     key: K,
     fn: (current: Shape<D>[K] | undefined) => Shape<D>[K],
   ): Shape<D>[K] {
-    const s = this.#s;
-    s.accessed = true;
-    const op: Op = { t: 'update', k: key, fn };
-    s.ops.push(op);
-    applyOp(s.data, op, s.clone);
-    return s.data.get(key) as Shape<D>[K];
+    const changes = this.#p.changes;
+    changes.write({ t: 'update', k: key, fn });
+    return changes.data.get(key) as Shape<D>[K];
   }
 
   /** Removes every key (flash values and expiry included); the ID stays. */
   clear(): void {
-    this.#write({ t: 'clear' });
+    this.#p.changes.write({ t: 'clear' });
   }
 
   keys(): SessionKey<D>[] {
-    this.#s.accessed = true;
-    return [...this.#s.data.keys()].filter(
+    const changes = this.#p.changes;
+    changes.accessed = true;
+    return [...changes.data.keys()].filter(
       (k) => !k.startsWith(RESERVED_PREFIX),
     ) as SessionKey<D>[];
   }
 
   values(): Shape<D>[SessionKey<D>][] {
-    return this.keys().map((k) => this.#read(k)) as Shape<D>[SessionKey<D>][];
+    return this.keys().map((k) => this.#p.changes.read(k)) as Shape<D>[SessionKey<D>][];
   }
 
   entries(): [SessionKey<D>, Shape<D>[SessionKey<D>]][] {
-    return this.keys().map((k) => [k, this.#read(k)]) as [SessionKey<D>, Shape<D>[SessionKey<D>]][];
+    return this.keys().map((k) => [k, this.#p.changes.read(k)]) as [
+      SessionKey<D>,
+      Shape<D>[SessionKey<D>],
+    ][];
   }
 
   /** True when nothing is stored: no keys, no pending flash values. */
   isEmpty(): boolean {
-    const s = this.#s;
-    s.accessed = true;
-    return s.data.size === 0 && Object.keys(s.flashOut).length === 0;
+    const changes = this.#p.changes;
+    changes.accessed = true;
+    return changes.data.size === 0 && !this.#p.flash.pending;
   }
 
   /**
@@ -249,18 +178,19 @@ export class Session<D extends object = SessionData> {
     if (owner !== null && (typeof owner !== 'string' || owner.length === 0 || owner.length > 256)) {
       throw new TypeError('setOwner: owner must be a non-empty string of at most 256 characters');
     }
+    const changes = this.#p.changes;
     if (owner === null) {
-      this.#write({ t: 'delete', k: OWNER_KEY });
-      this.#write({ t: 'delete', k: DEVICE_KEY });
+      changes.write({ t: 'delete', k: OWNER_KEY });
+      changes.write({ t: 'delete', k: DEVICE_KEY });
       return;
     }
-    this.#write({ t: 'set', k: OWNER_KEY, v: owner });
-    if (device !== undefined) this.#write({ t: 'set', k: DEVICE_KEY, v: { ...device } });
+    changes.write({ t: 'set', k: OWNER_KEY, v: owner });
+    if (device !== undefined) changes.write({ t: 'set', k: DEVICE_KEY, v: { ...device } });
   }
 
   /** The user this session belongs to (setOwner), if any. */
   get owner(): string | undefined {
-    const owner = this.#s.data.get(OWNER_KEY);
+    const owner = this.#p.changes.data.get(OWNER_KEY);
     return typeof owner === 'string' ? owner : undefined;
   }
 
@@ -270,53 +200,41 @@ export class Session<D extends object = SessionData> {
    * until the session is stored.
    */
   get handle(): string | undefined {
-    return this.#s.record ? this.#s.key : undefined;
+    const identity = this.#p.identity;
+    return identity.record ? identity.key : undefined;
   }
 
   /** The session ID cookie would carry, or undefined for a new session nothing was stored in yet. */
   get id(): string | undefined {
-    return this.#s.id;
+    return this.#p.identity.id;
   }
 
   /** True when this request changed the data (nested changes to handed-out values included). */
   get modified(): boolean {
-    const s = this.#s;
-    if (s.ops.length > 0 || s.oldKey !== undefined || Object.keys(s.flashOut).length > 0)
-      return true;
-    for (const [key, { ref, text }] of s.handedOut) {
-      if (s.data.get(key) === ref && s.stringifyValue(ref) !== text) return true;
-    }
-    return false;
+    const { changes, identity, flash } = this.#p;
+    return (
+      changes.ops.length > 0 ||
+      identity.retired !== undefined ||
+      flash.pending ||
+      changes.hasNestedChanges()
+    );
   }
 
   /** True when this request read or wrote the session; such responses carry `Vary: Cookie`. */
   get accessed(): boolean {
-    return this.#s.accessed;
+    return this.#p.changes.accessed;
   }
 
   /** True when the session was loaded from the store (not new in this request). */
   get isNew(): boolean {
-    return this.#s.record === undefined;
+    return this.#p.identity.record === undefined;
   }
 
   /** Deletes the data and the stored record and drops the ID (logout). A new ID is issued if data is set again. */
   flush(): void {
-    const s = this.#s;
-    s.accessed = true;
-    if (s.record !== undefined) s.oldKey ??= s.key;
-    s.data.clear();
-    s.ops = [];
-    s.handedOut.clear();
-    s.cycled = false;
-    s.id = undefined;
-    s.key = undefined;
-    s.record = undefined;
-    s.flashIn = {};
-    s.flashNow = {};
-    s.flashOut = {};
-    s.flashKeep = new Set();
-    s.flashRead = new Set();
-    s.flashConsumed = new Set();
+    this.#p.changes.reset();
+    this.#p.flash.reset();
+    this.#p.identity.flush();
   }
 
   /**
@@ -324,15 +242,8 @@ export class Session<D extends object = SessionData> {
    * privileges change (login) so a planted ID is worth nothing (fixation).
    */
   cycleKey(): void {
-    const s = this.#s;
-    s.accessed = true;
-    if (s.record !== undefined) {
-      s.oldKey ??= s.key;
-      s.cycled = true;
-    }
-    const { id, key } = s.issueId();
-    s.id = id;
-    s.key = key;
+    this.#p.changes.accessed = true;
+    this.#p.identity.cycle(this.#p.runtime.issueId());
   }
 
   /**
@@ -341,29 +252,10 @@ export class Session<D extends object = SessionData> {
    * The absolute timeout, when configured, still holds.
    */
   setExpiry(value: number | Date | null): void {
-    if (value === null) {
-      if (this.#s.data.has(EXPIRY_KEY)) this.#write({ t: 'delete', k: EXPIRY_KEY });
-      else this.#s.accessed = true;
-      return;
-    }
-    let setting: ExpirySetting;
-    if (value instanceof Date) {
-      if (
-        Number.isNaN(value.getTime()) ||
-        value.getTime() > Date.now() + MAX_EXPIRY_SECONDS * 1000
-      ) {
-        throw new TypeError('setExpiry: the Date must be valid and at most 100 years ahead');
-      }
-      setting = { at: value.getTime() };
-    } else {
-      if (!Number.isFinite(value) || value < 0 || value > MAX_EXPIRY_SECONDS) {
-        throw new TypeError(
-          `setExpiry: seconds must be a number from 0 to ${MAX_EXPIRY_SECONDS} (100 years); got ${value}`,
-        );
-      }
-      setting = value;
-    }
-    this.#write({ t: 'set', k: EXPIRY_KEY, v: setting });
+    const changes = this.#p.changes;
+    if (value !== null) changes.write({ t: 'set', k: EXPIRY_KEY, v: expirySetting(value) });
+    else if (changes.data.has(EXPIRY_KEY)) changes.write({ t: 'delete', k: EXPIRY_KEY });
+    else changes.accessed = true;
   }
 
   /** Seconds until the session expires if saved now (Django's get_expiry_age). */
@@ -373,33 +265,30 @@ export class Session<D extends object = SessionData> {
 
   /** When the session expires if saved now, the absolute timeout included (Django's get_expiry_date). */
   get expiresAt(): Date {
-    const s = this.#s;
+    const { changes, identity, runtime } = this.#p;
+    const now = Date.now();
+    const setting = changes.data.get(EXPIRY_KEY);
     return new Date(
-      computeExpiresAt(
-        s.policy,
-        s.data.get(EXPIRY_KEY),
-        s.record?.createdAt ?? Date.now(),
-        Date.now(),
-      ),
+      computeExpiresAt(runtime.policy, setting, identity.record?.createdAt ?? now, now),
     );
   }
 
   /** True when the cookie lasts until the browser closes (Django's get_expire_at_browser_close). */
   get expireAtBrowserClose(): boolean {
-    return isBrowserSession(this.#s.policy, this.#s.data.get(EXPIRY_KEY));
+    return isBrowserSession(this.#p.runtime.policy, this.#p.changes.data.get(EXPIRY_KEY));
   }
 
   /** Django's test cookie trio: call set, then on a later request check it worked. */
   setTestCookie(): void {
-    this.#write({ t: 'set', k: TEST_COOKIE_KEY, v: TEST_COOKIE_VALUE });
+    this.#p.changes.write({ t: 'set', k: TEST_COOKIE_KEY, v: TEST_COOKIE_VALUE });
   }
 
   testCookieWorked(): boolean {
-    return this.#read(TEST_COOKIE_KEY) === TEST_COOKIE_VALUE;
+    return this.#p.changes.read(TEST_COOKIE_KEY) === TEST_COOKIE_VALUE;
   }
 
   deleteTestCookie(): void {
-    this.#write({ t: 'delete', k: TEST_COOKIE_KEY });
+    this.#p.changes.write({ t: 'delete', k: TEST_COOKIE_KEY });
   }
 
   /**
@@ -408,37 +297,32 @@ export class Session<D extends object = SessionData> {
    * call racing the page) does not swallow it.
    */
   flash(key: string, value: unknown): void {
-    this.#s.accessed = true;
-    this.#s.flashOut[key] = value;
+    this.#p.changes.accessed = true;
+    this.#p.flash.set(key, value);
   }
 
   /** Makes a flash value readable during this request only. */
   flashNow(key: string, value: unknown): void {
-    this.#s.accessed = true;
-    this.#s.flashNow[key] = value;
+    this.#p.changes.accessed = true;
+    this.#p.flash.setNow(key, value);
   }
 
   /** The flash value set by an earlier request (or by flashNow); reading it removes it at the end of this request. */
   getFlash<T = unknown>(key: string): T | undefined {
-    const s = this.#s;
-    s.accessed = true;
-    if (Object.hasOwn(s.flashIn, key)) s.flashRead.add(key);
-    return (Object.hasOwn(s.flashNow, key) ? s.flashNow[key] : s.flashIn[key]) as T | undefined;
+    this.#p.changes.accessed = true;
+    return this.#p.flash.get(key) as T | undefined;
   }
 
   /** Every flash value readable in this request, e.g. to render messages. */
   flashes(): Record<string, unknown> {
-    this.#s.accessed = true;
-    for (const key of Object.keys(this.#s.flashIn)) this.#s.flashRead.add(key);
-    return { ...this.#s.flashIn, ...this.#s.flashNow };
+    this.#p.changes.accessed = true;
+    return this.#p.flash.all();
   }
 
   /** Keeps an incoming flash value (or, with no key, all of them) after it was read here, for one more read. */
   keepFlash(key?: string): void {
-    const s = this.#s;
-    s.accessed = true;
-    if (key === undefined) s.flashKeep = 'all';
-    else if (s.flashKeep !== 'all') s.flashKeep.add(key);
+    this.#p.changes.accessed = true;
+    this.#p.flash.keep(key);
   }
 
   /** Keeps every incoming flash value for one more read (Rails' flash.keep). */
@@ -452,7 +336,7 @@ export class Session<D extends object = SessionData> {
    * URL unchanged (Java's encodeURL).
    */
   encodeUrl(url: string): string {
-    return this.#s.encodeUrl ? this.#s.encodeUrl(url) : url;
+    return this.#p.links ? this.#p.links.encode(url) : url;
   }
 
   /**
@@ -460,66 +344,10 @@ export class Session<D extends object = SessionData> {
    * result of `update` after another request saved first.
    */
   async save(): Promise<void> {
-    await this.#s.persist?.();
+    // biome-ignore lint/complexity/noArguments: catches express-session's save(callback)
+    if (arguments.length > 0) guardHabits.saveCallback();
+    await this.#p.runtime.save(this.#p);
   }
 }
 
-/** Applies one recorded change to a data map; `clone` isolates values an updater may mutate. */
-export function applyOp(data: Map<string, unknown>, op: Op, clone: (v: unknown) => unknown): void {
-  switch (op.t) {
-    case 'set':
-      if (op.v === undefined) data.delete(op.k);
-      else data.set(op.k, op.v);
-      return;
-    case 'delete':
-      data.delete(op.k);
-      return;
-    case 'update': {
-      const next = op.fn(clone(data.get(op.k)));
-      if (next === undefined) data.delete(op.k);
-      else data.set(op.k, next);
-      return;
-    }
-    case 'clear':
-      data.clear();
-      return;
-    case 'flash': {
-      const current = data.get(FLASH_KEY);
-      const flashes: Record<string, unknown> =
-        op.remove === 'all' || !isObject(current)
-          ? {}
-          : { ...(current as Record<string, unknown>) };
-      if (op.remove !== 'all') for (const k of op.remove) delete flashes[k];
-      Object.assign(flashes, op.add);
-      if (Object.keys(flashes).length === 0) data.delete(FLASH_KEY);
-      else data.set(FLASH_KEY, flashes);
-      return;
-    }
-  }
-}
-
-export function isBrowserSession(policy: ExpiryPolicy, setting: unknown): boolean {
-  if (setting === undefined || setting === null) return policy.expireAtBrowserClose;
-  return setting === 0;
-}
-
-/** Server-side expiry for a save at `now`: per-session setting or idle timeout, capped by the absolute timeout. */
-export function computeExpiresAt(
-  policy: ExpiryPolicy,
-  setting: unknown,
-  createdAt: number,
-  now: number,
-): number {
-  let at: number;
-  if (typeof setting === 'number' && setting > 0) at = now + setting * 1000;
-  else if (isObject(setting) && typeof (setting as { at: unknown }).at === 'number') {
-    at = (setting as { at: number }).at;
-  } else at = now + policy.idleTimeout * 1000;
-  if (policy.absoluteTimeout !== null) at = Math.min(at, createdAt + policy.absoluteTimeout * 1000);
-  return at;
-}
-
-/** True when the expiry slides with activity (idle timeout), so a touch can extend it. */
-export function isSliding(setting: unknown): boolean {
-  return !(isObject(setting) && 'at' in setting);
-}
+guardHabits.install(Session.prototype);

@@ -45,9 +45,8 @@ export function positiveInteger(
 /** A secret long enough to key an HMAC or a cipher: at least 32 characters. */
 export function secretList(scope: string, name: string, value: unknown): string[] {
   const list = typeof value === 'string' ? [value] : Array.isArray(value) ? [...value] : undefined;
-  if (!list || list.length === 0) {
-    throw new ConfigError(`${scope}${name} must be a string or a non-empty array of strings`);
-  }
+  if (!list) throw new ConfigError(`${scope}${name} must be a string or an array of strings`);
+  if (list.length === 0) throw new ConfigError(`${scope}${name} must hold at least one key`);
   list.forEach((secret, i) => {
     if (typeof secret !== 'string' || secret.length < 32) {
       throw new ConfigError(

@@ -1,4 +1,4 @@
-import type { SatchelError, SatchelErrorCode } from '../errors.js';
+import { SatchelError, type SatchelErrorCode } from '../errors.js';
 import type { Sessions } from '../manager.js';
 
 /** What the client is told; the details (store name, cause) go to the logger only. */
@@ -13,22 +13,38 @@ const PUBLIC_MESSAGES: Partial<Record<SatchelErrorCode, string>> = {
     'Bad Request: the session was deleted before the request completed (logged out in another tab?).',
 };
 
-/** The plain-text body every adapter answers a satchel error with. */
-export function publicMessage(err: SatchelError): string {
-  return `${PUBLIC_MESSAGES[err.code] ?? 'Internal Server Error'}\n`;
-}
-
-/** The headers of that answer, besides its length. */
+/** The headers of an error reply, besides its length. */
 export const ERROR_HEADERS = {
   'content-type': 'text/plain; charset=utf-8',
   'cache-control': 'no-store',
 } as const;
 
-/** Logs a satchel error that ends a request, with the details the client is not told. */
-export function logSessionError(sessions: Sessions<any>, err: SatchelError): void {
-  sessions.logger.error(err.message, {
-    code: err.code,
-    status: err.status,
-    cause: String(err.cause ?? ''),
-  });
+/** A plain-text answer to a failed request, the same on every adapter. */
+export interface ErrorReply {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/**
+ * The one answer to a request that failed: a satchel error answers with its
+ * status and a public message (503 for an outage, 400 for a session ended
+ * meanwhile), anything else with a plain 500. The details are logged here,
+ * once, and never shown to the client.
+ */
+export function errorReply(sessions: Sessions<any>, err: unknown): ErrorReply {
+  let status = 500;
+  let body = 'Internal Server Error\n';
+  if (SatchelError.is(err)) {
+    status = err.status;
+    body = `${PUBLIC_MESSAGES[err.code] ?? 'Internal Server Error'}\n`;
+    sessions.logger.error(err.message, {
+      code: err.code,
+      status: err.status,
+      cause: String(err.cause ?? ''),
+    });
+  } else {
+    sessions.logger.error('[satchel] request handler failed', { error: err });
+  }
+  return { status, headers: { ...ERROR_HEADERS }, body };
 }

@@ -2,9 +2,9 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify'
 import { SatchelError } from '../errors.js';
 import type { CommitResult, LoadOptions, Sessions } from '../manager.js';
 import type { Session, SessionData } from '../session.js';
-import { ERROR_HEADERS, logSessionError, publicMessage } from './errors.js';
+import { errorReply } from './errors.js';
+import { applyCommitHeaders } from './headers.js';
 import { incoming } from './http.js';
-import { mergeVary } from './headers.js';
 import { withCommitHeaders } from './web.js';
 
 declare module 'fastify' {
@@ -22,10 +22,10 @@ export interface SessionPluginOptions extends LoadOptions {
 const pending = new WeakMap<object, { session: Session<SessionData>; open: boolean }>();
 
 function sendError(sessions: Sessions<any>, reply: FastifyReply, err: SatchelError): string {
-  logSessionError(sessions, err);
+  const { status, headers, body } = errorReply(sessions, err);
   for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
-  reply.code(err.status).headers(ERROR_HEADERS);
-  return publicMessage(err);
+  reply.code(status).headers(headers);
+  return body;
 }
 
 const isResponse = (payload: unknown): payload is Response =>
@@ -74,12 +74,15 @@ async function satchelSession(
       return sendError(sessions, reply, err);
     }
     if (response) return withCommitHeaders(response, commit.headers);
-    for (const [name, value] of commit.headers) {
-      if (name === 'vary') {
-        const current = reply.getHeader('vary');
-        reply.header('vary', mergeVary(current === undefined ? undefined : String(current), value));
-      } else reply.header(name, value); // Fastify appends set-cookie, replaces the rest.
-    }
+    applyCommitHeaders(commit.headers, {
+      get(name) {
+        const value = reply.getHeader(name);
+        return value === undefined ? undefined : String(value);
+      },
+      set: (name, value) => void reply.header(name, value),
+      // Fastify appends set-cookie values given one by one.
+      append: (name, value) => void reply.header(name, value),
+    });
     return payload;
   });
 }

@@ -1,3 +1,5 @@
+import type { CommitResult } from '../manager.js';
+
 /** `field` added to a Vary value unless it (or `*`) is already there. */
 export function mergeVary(current: string | null | undefined, field: string): string {
   const list = (current ?? '')
@@ -8,4 +10,42 @@ export function mergeVary(current: string | null | undefined, field: string): st
     return list.join(', ');
   }
   return [...list, field].join(', ');
+}
+
+/**
+ * The app's Cache-Control with satchel's directives added. A response that
+ * carries a session cookie is `private`: an app's `public` is dropped, since a
+ * shared cache would hand one visitor's Set-Cookie to the next.
+ */
+export function mergeCacheControl(current: string | null | undefined, ours: string): string {
+  const added = ours.split(',').map((v) => v.trim());
+  const name = (directive: string) => directive.split('=')[0]!.trim().toLowerCase();
+  const taken = new Set(added.map(name));
+  if (taken.has('private')) taken.add('public');
+  const kept = (current ?? '')
+    .split(',')
+    .map((v) => v.trim())
+    .filter((d) => d && !taken.has(name(d)));
+  return [...added, ...kept].join(', ');
+}
+
+/** The few header operations every framework's response offers. */
+export interface HeaderTarget {
+  get(name: string): string | undefined;
+  set(name: string, value: string): void;
+  append(name: string, value: string): void;
+}
+
+/**
+ * Applies a commit's headers to a response, for every adapter: each
+ * Set-Cookie appended, Vary and Cache-Control merged with what the app set,
+ * any other header replaced.
+ */
+export function applyCommitHeaders(headers: CommitResult['headers'], target: HeaderTarget): void {
+  for (const [name, value] of headers) {
+    if (name === 'set-cookie') target.append(name, value);
+    else if (name === 'vary') target.set(name, mergeVary(target.get(name), value));
+    else if (name === 'cache-control') target.set(name, mergeCacheControl(target.get(name), value));
+    else target.set(name, value);
+  }
 }

@@ -1,10 +1,10 @@
-import { mergeVary } from './headers.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { SatchelError } from '../errors.js';
 import type { IncomingRequest, Sessions } from '../manager.js';
 import type { Session } from '../session.js';
-import { ERROR_HEADERS, logSessionError, publicMessage } from './errors.js';
+import { errorReply } from './errors.js';
+import { applyCommitHeaders, type HeaderTarget } from './headers.js';
 
 /** node:http requests (Express's too) as the manager sees them. */
 export function incoming(req: IncomingMessage): IncomingRequest {
@@ -18,17 +18,39 @@ export function incoming(req: IncomingMessage): IncomingRequest {
   };
 }
 
-/** Answers a satchel error with its status and a plain-text message, and logs it. */
-export function sendError(sessions: Sessions<any>, res: ServerResponse, err: SatchelError): void {
-  logSessionError(sessions, err);
+/** Answers a failed request (see errorReply), or cuts the connection if the answer has begun. */
+export function sendError(sessions: Sessions<any>, res: ServerResponse, err: unknown): void {
+  const reply = errorReply(sessions, err);
   if (res.headersSent) {
     res.destroy();
     return;
   }
   for (const name of res.getHeaderNames()) res.removeHeader(name);
-  const body = publicMessage(err);
-  res.writeHead(err.status, { ...ERROR_HEADERS, 'content-length': Buffer.byteLength(body) });
-  res.end(body);
+  res.writeHead(reply.status, {
+    ...reply.headers,
+    'content-length': Buffer.byteLength(reply.body),
+  });
+  res.end(reply.body);
+}
+
+/** A node:http response as a commit's header target. */
+function headerTarget(res: ServerResponse): HeaderTarget {
+  return {
+    get(name) {
+      const value = res.getHeader(name);
+      return value === undefined
+        ? undefined
+        : Array.isArray(value)
+          ? value.join(', ')
+          : String(value);
+    },
+    set: (name, value) => void res.setHeader(name, value),
+    append(name, value) {
+      const current = res.getHeader(name);
+      if (current === undefined) res.setHeader(name, value);
+      else res.setHeader(name, [...(Array.isArray(current) ? current : [String(current)]), value]);
+    },
+  };
 }
 
 type Writer = (...args: unknown[]) => unknown;
@@ -70,11 +92,7 @@ export function commitBeforeResponse<D extends object>(
       ({ headers }) => {
         state = 'done';
         restore();
-        for (const [name, value] of headers) {
-          if (name === 'vary') appendVary(res, value);
-          else if (name === 'set-cookie') appendHeader(res, name, value);
-          else res.setHeader(name, value);
-        }
+        applyCommitHeaders(headers, headerTarget(res));
         for (const [fn, args] of queue) fn.apply(res, args);
       },
       (err: unknown) => {
@@ -119,17 +137,6 @@ export function commitBeforeResponse<D extends object>(
       if (left && state === 'open') giveUp();
     },
   };
-}
-
-function appendHeader(res: ServerResponse, name: string, value: string): void {
-  const current = res.getHeader(name);
-  if (current === undefined) res.setHeader(name, value);
-  else res.setHeader(name, [...(Array.isArray(current) ? current : [String(current)]), value]);
-}
-
-function appendVary(res: ServerResponse, field: string): void {
-  const current = res.getHeader('vary');
-  res.setHeader('vary', mergeVary(current === undefined ? undefined : String(current), field));
 }
 
 /** An error thrown by satchel becomes its status; anything else is not ours to answer. */

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { LoadOptions, Sessions } from '../manager.js';
 import type { Session, SessionData } from '../session.js';
-import { commitBeforeResponse, handleSessionError, incoming } from './http.js';
+import { commitBeforeResponse, incoming, sendError } from './http.js';
 
 export type SessionRequest<D extends object = SessionData> = IncomingMessage & {
   session: Session<D>;
@@ -11,17 +11,6 @@ export type SessionHandler<D extends object = SessionData> = (
   req: SessionRequest<D>,
   res: ServerResponse,
 ) => unknown;
-
-function fail(sessions: Sessions<any>, res: ServerResponse, err: unknown): void {
-  sessions.logger.error('[satchel] request handler failed', { error: err });
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  res.statusCode = 500;
-  res.setHeader('content-type', 'text/plain; charset=utf-8');
-  res.end('Internal Server Error\n');
-}
 
 /**
  * Wraps a `node:http` request listener so `req.session` is loaded before it
@@ -41,16 +30,18 @@ export function withSessions<D extends object = SessionData>(
     try {
       session = await sessions.load(incoming(req), options);
     } catch (err) {
-      handleSessionError(sessions, res, err, (e) => fail(sessions, res, e));
+      sendError(sessions, res, err);
       return;
     }
     (req as SessionRequest<D>).session = session;
-    const response = commitBeforeResponse(sessions, session, res, (e) => fail(sessions, res, e));
+    const response = commitBeforeResponse(sessions, session, res, (e) =>
+      sendError(sessions, res, e),
+    );
     try {
       await handler(req as SessionRequest<D>, res);
     } catch (err) {
       // Answered as a 500: the commit that follows saves nothing and releases the lock.
-      fail(sessions, res, err);
+      sendError(sessions, res, err);
     } finally {
       response.settled();
     }

@@ -1,8 +1,7 @@
-import { mergeVary } from './headers.js';
-import { SatchelError } from '../errors.js';
 import type { CommitResult, IncomingRequest, LoadOptions, Sessions } from '../manager.js';
 import type { Session, SessionData } from '../session.js';
-import { ERROR_HEADERS, logSessionError, publicMessage } from './errors.js';
+import { errorReply } from './errors.js';
+import { applyCommitHeaders, type HeaderTarget } from './headers.js';
 
 /** A Web-standard `Request` as the manager sees it. */
 export function fromRequest(request: Request): IncomingRequest {
@@ -15,11 +14,12 @@ export function fromRequest(request: Request): IncomingRequest {
 }
 
 function apply(target: Headers, headers: CommitResult['headers']): void {
-  for (const [name, value] of headers) {
-    if (name === 'set-cookie') target.append(name, value);
-    else if (name === 'vary') target.set(name, mergeVary(target.get(name), value));
-    else target.set(name, value);
-  }
+  const adapter: HeaderTarget = {
+    get: (name) => target.get(name) ?? undefined,
+    set: (name, value) => target.set(name, value),
+    append: (name, value) => target.append(name, value),
+  };
+  applyCommitHeaders(headers, adapter);
 }
 
 /**
@@ -44,16 +44,10 @@ export function withCommitHeaders(response: Response, headers: CommitResult['hea
   });
 }
 
-/** A satchel error as a plain-text response with its status; the details are logged. */
-export function errorResponse(sessions: Sessions<any>, err: SatchelError): Response {
-  logSessionError(sessions, err);
-  return new Response(publicMessage(err), { status: err.status, headers: ERROR_HEADERS });
-}
-
-function failed(sessions: Sessions<any>, err: unknown): Response {
-  if (SatchelError.is(err)) return errorResponse(sessions, err);
-  sessions.logger.error('[satchel] request handler failed', { error: err });
-  return new Response('Internal Server Error\n', { status: 500, headers: ERROR_HEADERS });
+/** A failed request's answer as a Web Response (see errorReply); the details are logged. */
+export function errorResponse(sessions: Sessions<any>, err: unknown): Response {
+  const { status, headers, body } = errorReply(sessions, err);
+  return new Response(body, { status, headers });
 }
 
 export type WebHandler<D extends object, A extends unknown[]> = (
@@ -83,7 +77,7 @@ export function withSessions<D extends object = SessionData, A extends unknown[]
     try {
       session = await sessions.load(fromRequest(request), options);
     } catch (err) {
-      return failed(sessions, err);
+      return errorResponse(sessions, err);
     }
     let response: Response;
     try {
@@ -91,7 +85,7 @@ export function withSessions<D extends object = SessionData, A extends unknown[]
     } catch (err) {
       // Nothing is saved; a lock that cannot be released expires after lockTtl.
       await sessions.abandon(session).catch(() => {});
-      return failed(sessions, err);
+      return errorResponse(sessions, err);
     }
     let commit: CommitResult;
     try {
@@ -99,7 +93,7 @@ export function withSessions<D extends object = SessionData, A extends unknown[]
     } catch (err) {
       // The handler's answer is replaced; its body is never read.
       response.body?.cancel().catch(() => {});
-      return failed(sessions, err);
+      return errorResponse(sessions, err);
     }
     return withCommitHeaders(response, commit.headers);
   };

@@ -4,7 +4,7 @@
  * output is the manager's summaries: opaque handles, never session IDs.
  */
 import { SatchelError } from '../errors.js';
-import { createSessions, type SessionSummary, type Sessions } from '../manager.js';
+import { createSessions, type SessionSummary, type Sessions } from '../index.js';
 import type { DeviceInfo } from '../session.js';
 import { isCookieStore } from '../store.js';
 import { selectedStore, storeFromEnv } from './config.js';

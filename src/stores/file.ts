@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, SatchelError, StoreUnavailableError } from '../errors.js';
 import type { OwnedRecord, SessionStore, StoredSession, UpdateResult } from '../store.js';
-import { KeyedMutex } from './lock.js';
+import { KeyedMutex } from '../locks.js';
 
 export interface FileStoreOptions {
   /**

@@ -1,36 +1,8 @@
 /**
- * In-process helpers shared by the stores: a per-key async mutex and a table
- * of advisory locks with expiry. Internal, not part of the public API.
+ * A table of advisory locks with expiry, for stores that keep their locks in
+ * this process. Internal, not part of the public API. (The per-key mutex is
+ * the core's: src/locks.ts.)
  */
-
-/** Runs callbacks one at a time per key; callbacks on different keys run concurrently. */
-export class KeyedMutex {
-  #tails = new Map<string, Promise<void>>();
-
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.#tails.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const done = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const tail = previous.then(() => done);
-    this.#tails.set(key, tail);
-    await previous;
-    try {
-      return await fn();
-    } finally {
-      release();
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
-    }
-  }
-
-  /** Resolves once every callback queued so far has finished. */
-  async idle(): Promise<void> {
-    while (this.#tails.size > 0) {
-      await Promise.all(this.#tails.values());
-    }
-  }
-}
 
 interface Held {
   token: string;

@@ -1,0 +1,28 @@
+import { SatchelError, StoreUnavailableError } from '../errors.js';
+import type { Events } from '../events.js';
+import type { SessionStore } from '../store.js';
+
+export type StoreCall = <T>(what: string, fn: () => Promise<T>) => Promise<T>;
+
+/**
+ * Wraps store calls so any failure surfaces as StoreUnavailableError naming
+ * the store (adapters answer 503), and is announced as `store-unavailable`.
+ */
+export function storeCaller(store: SessionStore, events: Events): StoreCall {
+  return async (what, fn) => {
+    try {
+      return await fn();
+    } catch (err) {
+      if (SatchelError.is(err) && err.code !== 'ERR_SATCHEL_STORE_UNAVAILABLE') throw err;
+      const error = SatchelError.is(err)
+        ? (err as StoreUnavailableError)
+        : new StoreUnavailableError(
+            store.name,
+            `${what} failed: ${err instanceof Error ? err.message : String(err)}`,
+            err,
+          );
+      events.emit('store-unavailable', () => ({ store: store.name, operation: what, error }));
+      throw error;
+    }
+  };
+}
