@@ -6,8 +6,8 @@ export interface SessionEvents {
   created: { handle: string; owner: string | undefined };
   rotated: { oldHandle: string; handle: string; owner: string | undefined };
   destroyed: { handle: string; reason: 'flush' | 'emptied' | 'revoked' | 'corrupt' };
-  /** An expired session seen on load (absolute timeout), or a count removed by clearExpired. */
-  expired: { handle: string; via: 'load' } | { count: number; via: 'cleanup' };
+  /** An expired session seen on load (absolute timeout) or ended by setExpiry at save, or a count removed by clearExpired. */
+  expired: { handle: string; via: 'load' | 'save' } | { count: number; via: 'cleanup' };
   'store-unavailable': { store: string; operation: string; error: StoreUnavailableError };
 }
 

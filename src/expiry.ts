@@ -25,12 +25,13 @@ export function expirySetting(value: number | Date): ExpirySetting {
     }
     return { at: value.getTime() };
   }
-  if (!Number.isFinite(value) || value < 0 || value > MAX_EXPIRY_SECONDS) {
+  if (!Number.isFinite(value) || Math.abs(value) > MAX_EXPIRY_SECONDS) {
     throw new TypeError(
-      `setExpiry: seconds must be a number from 0 to ${MAX_EXPIRY_SECONDS} (100 years); got ${value}`,
+      `setExpiry: seconds must be a number from -${MAX_EXPIRY_SECONDS} to ${MAX_EXPIRY_SECONDS} (100 years); got ${value}`,
     );
   }
-  return value;
+  // Negative seconds, as in Django, mean "already expired": a fixed time in the past.
+  return value < 0 ? { at: Date.now() + value * 1000 } : value;
 }
 
 export function isBrowserSession(policy: ExpiryPolicy, setting: unknown): boolean {
@@ -57,6 +58,16 @@ export function computeExpiresAt(
 /** True when the expiry slides with activity (idle timeout), so a touch can extend it. */
 export function isSliding(setting: unknown): boolean {
   return !(isObject(setting) && 'at' in setting);
+}
+
+/** A session saved now would already be expired (setExpiry with a past Date or negative seconds). */
+export function expiresOnSave(
+  policy: ExpiryPolicy,
+  setting: unknown,
+  createdAt: number,
+  now: number,
+): boolean {
+  return computeExpiresAt(policy, setting, createdAt, now) <= now;
 }
 
 /** A loaded record is past its idle expiry or its absolute lifetime. */

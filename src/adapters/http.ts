@@ -92,6 +92,8 @@ export function commitBeforeResponse<D extends object>(
       ({ headers }) => {
         state = 'done';
         restore();
+        // Headers given to writeHead() are set first, so the commit's merge with them.
+        for (const [fn, args] of queue) if (fn === original.writeHead) hoistHeaders(res, args);
         applyCommitHeaders(headers, headerTarget(res));
         for (const [fn, args] of queue) fn.apply(res, args);
       },
@@ -137,6 +139,27 @@ export function commitBeforeResponse<D extends object>(
       if (left && state === 'open') giveUp();
     },
   };
+}
+
+/** Moves the headers argument of a held writeHead(status, [message], headers) call onto the response. */
+function hoistHeaders(res: ServerResponse, args: unknown[]): void {
+  const last = args.length - 1;
+  const headers = args[last];
+  if (last < 1 || typeof headers !== 'object' || headers === null) return;
+  if (Array.isArray(headers)) {
+    // The raw form: [name, value, name, value, ...] or [[name, value], ...].
+    const pairs = Array.isArray(headers[0])
+      ? (headers as [string, string][])
+      : headers.flatMap((_, i) =>
+          i % 2 === 0 ? [[headers[i], headers[i + 1]] as [string, string]] : [],
+        );
+    for (const [name, value] of pairs) res.appendHeader(String(name), value);
+  } else {
+    for (const [name, value] of Object.entries(headers)) {
+      if (value !== undefined) res.setHeader(name, value as string | string[]);
+    }
+  }
+  args.splice(last, 1);
 }
 
 /** An error thrown by satchel becomes its status; anything else is not ours to answer. */

@@ -1,6 +1,12 @@
 import { EXPIRY_KEY, ownerOf } from '../changes.js';
 import type { DataCodec } from '../codec.js';
-import { computeExpiresAt, type ExpiryPolicy, isExpired, isSliding } from '../expiry.js';
+import {
+  computeExpiresAt,
+  type ExpiryPolicy,
+  expiresOnSave,
+  isExpired,
+  isSliding,
+} from '../expiry.js';
 import type { CookieStore, SessionStore } from '../store.js';
 import type { Persistence } from './types.js';
 
@@ -48,7 +54,13 @@ export function sealedPersistence({
       const renewed = identity.cycled || identity.retired !== undefined;
       identity.retiredHandled();
       const loaded = identity.record;
-      if (changes.data.size === 0) {
+      const gone = expiresOnSave(
+        policy,
+        changes.data.get(EXPIRY_KEY),
+        loaded?.createdAt ?? now,
+        now,
+      );
+      if (changes.data.size === 0 || gone) {
         if (loaded || identity.hadIncomingId) identity.outcome = 'delete';
         identity.record = undefined;
       } else {

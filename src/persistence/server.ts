@@ -2,7 +2,13 @@ import { EXPIRY_KEY, ownerOf, replay, type SessionMap } from '../changes.js';
 import type { DataCodec, IdCodec } from '../codec.js';
 import { SessionInterruptedError, StoreUnavailableError } from '../errors.js';
 import type { Events } from '../events.js';
-import { computeExpiresAt, type ExpiryPolicy, isExpired, isSliding } from '../expiry.js';
+import {
+  computeExpiresAt,
+  type ExpiryPolicy,
+  expiresOnSave,
+  isExpired,
+  isSliding,
+} from '../expiry.js';
 import { storeKey } from '../ids.js';
 import type { SessionLocks } from '../locks.js';
 import type { SessionParts } from '../session.js';
@@ -140,6 +146,20 @@ export class ServerPersistence implements Persistence {
     identity.retiredHandled();
   }
 
+  /** The session expired as it was saved: its record goes, and the cookie with it. */
+  async #end(parts: SessionParts): Promise<void> {
+    const { store, events, call } = this.#o;
+    const { identity, changes } = parts;
+    const key = identity.key;
+    if (identity.record && key !== undefined) {
+      await call('destroy', () => store.destroy(key));
+      events.emit('expired', () => ({ handle: key, via: 'save' }));
+    }
+    identity.record = undefined;
+    if (identity.hadIncomingId) identity.outcome = 'delete';
+    changes.saved(changes.data);
+  }
+
   /** A session that was only read: push its sliding expiry back, at most once per touch interval. */
   async #touch(parts: SessionParts, record: StoredSession): Promise<void> {
     const { store, policy, call, touchMs } = this.#o;
@@ -186,6 +206,17 @@ export class ServerPersistence implements Persistence {
     if (flashOp) changes.write(flashOp);
     changes.recordNestedChanges();
     if (identity.retired !== undefined) await this.#retire(parts, true);
+    const now = Date.now();
+    if (
+      expiresOnSave(
+        this.#o.policy,
+        changes.data.get(EXPIRY_KEY),
+        identity.record?.createdAt ?? now,
+        now,
+      )
+    ) {
+      return this.#end(parts);
+    }
     const record = identity.record;
     if (!record) {
       if (changes.data.size > 0) await this.#create(parts, changes.data);

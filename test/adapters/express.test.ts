@@ -8,6 +8,7 @@ describeAdapter('Express', async (sessions) => {
   app.use(session(sessions));
   app.use(async (req, res) => {
     const reply = await scenario(req.session, new URL(req.url, 'http://x'));
+    res.set(reply.headers ?? {});
     if (reply.location) res.redirect(reply.status, reply.location);
     else res.status(reply.status).type('text/plain').send(reply.body);
   });

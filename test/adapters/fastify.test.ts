@@ -10,6 +10,7 @@ describeAdapter('Fastify', async (sessions) => {
   await app.register(sessionPlugin, { sessions });
   app.all('/*', async (request, reply) => {
     const result = await scenario(request.session, new URL(request.url, 'http://x'));
+    reply.headers(result.headers ?? {});
     if (result.location) return reply.redirect(result.location, result.status);
     return reply.code(result.status).type('text/plain').send(result.body);
   });

@@ -13,6 +13,7 @@ describeAdapter('Hono', async (sessions) => {
   app.use(session(sessions));
   app.all('*', async (c) => {
     const reply = await scenario(c.get('session'), new URL(c.req.url));
+    for (const [name, value] of Object.entries(reply.headers ?? {})) c.header(name, value);
     if (reply.location) return c.redirect(reply.location, reply.status as RedirectStatusCode);
     return c.text(reply.body, reply.status as ContentfulStatusCode);
   });

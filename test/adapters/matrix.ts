@@ -21,6 +21,8 @@ export interface Reply {
   status: number;
   body: string;
   location?: string;
+  /** Headers the app sets itself (lower-case names). */
+  headers?: Record<string, string>;
 }
 
 /**
@@ -56,6 +58,12 @@ export async function scenario(session: Session<any>, url: URL): Promise<Reply> 
       return { status: 302, body: '', location: '/get?key=redirected' };
     case '/noop':
       return { status: 200, body: 'static' };
+    case '/public':
+      if (q('write') !== 'no') session.set('visited', 'yes');
+      return { status: 200, body: 'ok', headers: { 'cache-control': q('cc') } };
+    case '/logout-fails':
+      session.flush();
+      return { status: 500, body: 'boom' };
     default:
       return { status: 404, body: 'not found' };
   }
@@ -118,6 +126,34 @@ export function describeAdapter(name: string, start: StartServer): void {
       expect(set.headers.get('vary')).toBe('Cookie');
       const get = await browser.fetch('/get?key=name');
       expect(await get.json()).toBe('ann');
+    });
+
+    it("marks a response that sets a session cookie private, so no shared cache keeps one visitor's cookie for the next", async () => {
+      const browser = await boot();
+      const none = await browser.fetch('/public?cc=');
+      expect(none.headers.get('set-cookie')).toMatch(/^sessionid=/);
+      expect(none.headers.get('cache-control')).toBe('private');
+      const fresh = new Browser(browser.base);
+      const own = await fresh.fetch('/public?cc=max-age%3D60');
+      expect(own.headers.get('cache-control')).toBe('private, max-age=60');
+      const shared = new Browser(browser.base);
+      const pub = await shared.fetch('/public?cc=public%2C%20max-age%3D60');
+      expect(pub.headers.get('cache-control')).toBe('private, max-age=60');
+      // A response that carries no cookie keeps the app's header as it is.
+      const again = await shared.fetch('/public?cc=public%2C%20max-age%3D60&write=no');
+      expect(again.headers.get('set-cookie')).toBeNull();
+      expect(again.headers.get('cache-control')).toBe('public, max-age=60');
+    });
+
+    it('logs out even when the logout request ends in a 5xx (a stolen cookie stops working)', async () => {
+      const browser = await boot();
+      await browser.fetch('/set?key=user&value=ann', { method: 'POST' });
+      const stolen = browser.cookie;
+      const res = await browser.fetch('/logout-fails', { method: 'POST' });
+      expect(res.status).toBe(500);
+      const thief = new Browser(browser.base);
+      thief.cookie = stolen;
+      expect(await (await thief.fetch('/get?key=user')).json()).toBeNull();
     });
 
     it('sends no cookie and no Vary for a request that never used the session', async () => {

@@ -9,6 +9,7 @@ describeAdapter('node:http', async (sessions) =>
       res.writeHead(reply.status, {
         'content-type': 'text/plain',
         ...(reply.location && { location: reply.location }),
+        ...reply.headers,
       });
       res.end(reply.body);
     }),

@@ -14,6 +14,7 @@ describeAdapter('Web (Request/Response)', async (sessions) => {
       headers: {
         'content-type': 'text/plain',
         ...(reply.location && { location: reply.location }),
+        ...reply.headers,
       },
     });
   });

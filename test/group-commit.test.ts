@@ -1,0 +1,95 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ConflictError, createSessions, type Session, type Sessions } from '../src/index.js';
+import { memoryStore } from '../src/stores/memory.js';
+import { exchange, fakeRequest } from './helpers.js';
+
+let sessions: Sessions<any> | undefined;
+afterEach(async () => {
+  await sessions?.close();
+  sessions = undefined;
+});
+
+async function loadMany(n: number, cookie: string): Promise<Session<any>[]> {
+  return Promise.all(Array.from({ length: n }, () => sessions!.load(fakeRequest(cookie))));
+}
+
+describe('group commit: the queued commits of one session are one write', () => {
+  it('keeps all 64 items of 64 concurrent adds and writes far fewer than 64 times', async () => {
+    const store = memoryStore();
+    sessions = createSessions({ store });
+    const first = await exchange(sessions, undefined, (s) => s.set('cart', []));
+    const update = vi.spyOn(store, 'update');
+    const loaded = await loadMany(64, `sessionid=${first.value}`);
+    loaded.forEach((s, i) => s.update('cart', (c: string[] = []) => [...c, `item-${i}`]));
+    const results = await Promise.all(loaded.map((s) => sessions!.commit(s, 200)));
+    expect(results.every((r) => r.headers.some(([h]) => h === 'set-cookie'))).toBe(true);
+    const cart = (await loadMany(1, `sessionid=${first.value}`))[0]!.get('cart') as string[];
+    expect(new Set(cart).size).toBe(64);
+    // The first commit goes alone; everything that queued behind it goes in one more write.
+    expect(update.mock.calls.length).toBeLessThanOrEqual(2);
+  });
+
+  it('saves the others when one request in a batch cannot be saved (too large)', async () => {
+    const errors: unknown[] = [];
+    sessions = createSessions({
+      store: memoryStore(),
+      maxPayloadBytes: 2_000,
+      logger: { warn: () => {}, error: (...a) => void errors.push(a) },
+    });
+    const first = await exchange(sessions, undefined, (s) => s.set('cart', []));
+    const loaded = await loadMany(6, `sessionid=${first.value}`);
+    loaded.forEach((s, i) =>
+      i === 3
+        ? s.set('blob', 'x'.repeat(5_000))
+        : s.update('cart', (c: string[] = []) => [...c, `item-${i}`]),
+    );
+    const settled = await Promise.allSettled(loaded.map((s) => sessions!.commit(s, 200)));
+    expect(settled.map((r) => r.status)).toEqual([
+      'fulfilled',
+      'fulfilled',
+      'fulfilled',
+      'rejected',
+      'fulfilled',
+      'fulfilled',
+    ]);
+    const cart = (await loadMany(1, `sessionid=${first.value}`))[0]!.get('cart') as string[];
+    expect(cart.sort()).toEqual(['item-0', 'item-1', 'item-2', 'item-4', 'item-5']);
+  });
+
+  it('gives every session in a batch its own copy of the saved data', async () => {
+    sessions = createSessions({ store: memoryStore() });
+    const first = await exchange(sessions, undefined, (s) => s.set('cart', []));
+    const [a, b, c] = await loadMany(3, `sessionid=${first.value}`);
+    for (const s of [a!, b!, c!]) s.update('cart', (cart: string[] = []) => [...cart, 'x']);
+    await Promise.all([a!, b!, c!].map((s) => sessions!.commit(s, 200)));
+    (b!.get('cart') as string[]).push('only-b');
+    expect(c!.get('cart')).toEqual(['x', 'x', 'x']);
+  });
+});
+
+describe('retries against other processes are bounded by time', () => {
+  it('keeps retrying a contended compare-and-set until retryTimeout, then answers ConflictError', async () => {
+    const store = memoryStore();
+    sessions = createSessions({ store, retryTimeout: 300 });
+    const first = await exchange(sessions, undefined, (s) => s.set('n', 0));
+    // Another process wins every race.
+    const update = vi.spyOn(store, 'update').mockResolvedValue('conflict');
+    const [s] = await loadMany(1, `sessionid=${first.value}`);
+    s!.set('n', 1);
+    const started = Date.now();
+    await expect(sessions.commit(s!, 200)).rejects.toBeInstanceOf(ConflictError);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+    expect(update.mock.calls.length).toBeGreaterThan(3);
+  });
+
+  it('still honours an explicit maxRetries', async () => {
+    const store = memoryStore();
+    sessions = createSessions({ store, maxRetries: 2 });
+    const first = await exchange(sessions, undefined, (s) => s.set('n', 0));
+    const update = vi.spyOn(store, 'update').mockResolvedValue('conflict');
+    const [s] = await loadMany(1, `sessionid=${first.value}`);
+    s!.set('n', 1);
+    await expect(sessions.commit(s!, 200)).rejects.toBeInstanceOf(ConflictError);
+    expect(update).toHaveBeenCalledTimes(2);
+  });
+});
