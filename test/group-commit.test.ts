@@ -20,7 +20,8 @@ describe('group commit: the queued commits of one session are one write', () => 
     const first = await exchange(sessions, undefined, (s) => s.set('cart', []));
     const update = vi.spyOn(store, 'update');
     const loaded = await loadMany(64, `sessionid=${first.value}`);
-    loaded.forEach((s, i) => s.update('cart', (c: string[] = []) => [...c, `item-${i}`]));
+    for (const [i, s] of loaded.entries())
+      s.update('cart', (c: string[] = []) => [...c, `item-${i}`]);
     const results = await Promise.all(loaded.map((s) => sessions!.commit(s, 200)));
     expect(results.every((r) => r.headers.some(([h]) => h === 'set-cookie'))).toBe(true);
     const cart = (await loadMany(1, `sessionid=${first.value}`))[0]!.get('cart') as string[];
@@ -38,11 +39,10 @@ describe('group commit: the queued commits of one session are one write', () => 
     });
     const first = await exchange(sessions, undefined, (s) => s.set('cart', []));
     const loaded = await loadMany(6, `sessionid=${first.value}`);
-    loaded.forEach((s, i) =>
-      i === 3
-        ? s.set('blob', 'x'.repeat(5_000))
-        : s.update('cart', (c: string[] = []) => [...c, `item-${i}`]),
-    );
+    for (const [i, s] of loaded.entries()) {
+      if (i === 3) s.set('blob', 'x'.repeat(5_000));
+      else s.update('cart', (c: string[] = []) => [...c, `item-${i}`]);
+    }
     const settled = await Promise.allSettled(loaded.map((s) => sessions!.commit(s, 200)));
     expect(settled.map((r) => r.status)).toEqual([
       'fulfilled',
