@@ -34,6 +34,8 @@ export class Identity {
   corrupt = false;
   /** An unsigned ID accepted during a signing rollout: the response re-sends it signed. */
   resign = false;
+  /** Compare-and-set retries the last save needed (for the `satchel:commit` channel). */
+  retries = 0;
   /** The ID that arrived in this request's URL, which is never written into a cookie. */
   urlId: string | undefined;
 

@@ -9,6 +9,7 @@ import {
 } from './codec.js';
 import type { ResolvedCookieOptions } from './cookies.js';
 import { ConfigError } from './errors.js';
+import { type CommitMessage, channels, type LoadMessage, traced } from './diagnostics.js';
 import { Events, type SessionEvents } from './events.js';
 import { Flash } from './flash.js';
 import { Identity } from './identity.js';
@@ -205,40 +206,42 @@ export function buildSessions<D extends object = SessionData>(
     return proto?.split(',')[0]?.trim().toLowerCase() === 'https';
   };
   const keyOf = (session: Session<D>) => sessionParts(session).identity.key;
+  const storeName = persistence.store.name;
 
-  return {
+  const sessions: Sessions<D> = {
     store: persistence.store,
     cookie: o.cookie,
     transport: transport.settings,
     logger: o.logger,
 
-    async load(request, loadOptions) {
-      const incoming = transport.read(request);
-      const identity = new Identity(incoming.raw !== undefined, isSecure(request));
-      const idFor = () => {
-        if (identity.id === undefined) identity.assign(ids.issue());
-        return persistence.outgoing(parts)!;
-      };
-      const parts: SessionParts = {
-        identity,
-        changes: new ChangeLog(codec),
-        flash: new Flash(),
-        runtime,
-        links: transport.linker?.(request, incoming, idFor),
-      };
-      await persistence.open(parts, request, incoming, loadOptions?.lock ?? o.lock);
-      return new Session<D>(parts);
+    load(request, loadOptions) {
+      return traced(
+        channels.load,
+        (): LoadMessage => ({ store: storeName }),
+        async (message) => {
+          const session = await open(request, loadOptions);
+          if (message) message.found = !session.isNew;
+          return session;
+        },
+      );
     },
 
-    async commit(session, status) {
-      const parts = sessionParts(session);
-      try {
-        if (status < 500) await persistence.save(parts);
-        else await persistence.saveDeletions(parts);
-      } finally {
-        await persistence.release(parts);
-      }
-      return { headers: responseHeaders(transport, parts, persistence, o.policy) };
+    commit(session, status) {
+      return traced(
+        channels.commit,
+        (): CommitMessage => ({ store: storeName, status }),
+        async (message) => {
+          const parts = sessionParts(session);
+          try {
+            if (status < 500) await persistence.save(parts);
+            else await persistence.saveDeletions(parts);
+          } finally {
+            if (message) message.retries = parts.identity.retries;
+            await persistence.release(parts);
+          }
+          return { headers: responseHeaders(transport, parts, persistence, o.policy) };
+        },
+      );
     },
 
     abandon: (session) => persistence.release(sessionParts(session)),
@@ -257,4 +260,26 @@ export function buildSessions<D extends object = SessionData>(
     on: (event, listener) => events.on(event, listener),
     close: () => persistence.close(),
   };
+  return sessions;
+
+  async function open(
+    request: IncomingRequest,
+    loadOptions: LoadOptions | undefined,
+  ): Promise<Session<D>> {
+    const incoming = transport.read(request);
+    const identity = new Identity(incoming.raw !== undefined, isSecure(request));
+    const idFor = () => {
+      if (identity.id === undefined) identity.assign(ids.issue());
+      return persistence.outgoing(parts)!;
+    };
+    const parts: SessionParts = {
+      identity,
+      changes: new ChangeLog(codec),
+      flash: new Flash(),
+      runtime,
+      links: transport.linker?.(request, incoming, idFor),
+    };
+    await persistence.open(parts, request, incoming, loadOptions?.lock ?? o.lock);
+    return new Session<D>(parts);
+  }
 }

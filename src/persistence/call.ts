@@ -1,4 +1,5 @@
 import { SatchelError, StoreUnavailableError } from '../errors.js';
+import { channels, type StoreCallMessage } from '../diagnostics.js';
 import type { Events } from '../events.js';
 import type { SessionStore } from '../store.js';
 
@@ -9,7 +10,7 @@ export type StoreCall = <T>(what: string, fn: () => Promise<T>) => Promise<T>;
  * the store (adapters answer 503), and is announced as `store-unavailable`.
  */
 export function storeCaller(store: SessionStore, events: Events): StoreCall {
-  return async (what, fn) => {
+  const call: StoreCall = async (what, fn) => {
     try {
       return await fn();
     } catch (err) {
@@ -23,6 +24,24 @@ export function storeCaller(store: SessionStore, events: Events): StoreCall {
           );
       events.emit('store-unavailable', () => ({ store: store.name, operation: what, error }));
       throw error;
+    }
+  };
+  return async (what, fn) => {
+    if (!channels.store.hasSubscribers) return call(what, fn);
+    const started = performance.now();
+    let ok = false;
+    try {
+      const result = await call(what, fn);
+      ok = true;
+      return result;
+    } finally {
+      const message: StoreCallMessage = {
+        store: store.name,
+        operation: what,
+        durationMs: performance.now() - started,
+        ok,
+      };
+      channels.store.publish(message);
     }
   };
 }

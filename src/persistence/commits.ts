@@ -2,6 +2,7 @@ import { randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EXPIRY_KEY, type Op, ownerOf, replay, type SessionMap } from '../changes.js';
 import type { DataCodec } from '../codec.js';
+import { type ConflictMessage, channels } from '../diagnostics.js';
 import { ConflictError, SatchelError, SessionInterruptedError } from '../errors.js';
 import type { Events } from '../events.js';
 import { computeExpiresAt, type ExpiryPolicy } from '../expiry.js';
@@ -22,6 +23,8 @@ export interface CommitOutcome {
   data: SessionMap;
   /** The record written; undefined when the session was emptied and deleted. */
   record: StoredSession | undefined;
+  /** Compare-and-set retries it took. */
+  retries: number;
 }
 
 export interface CommitOptions {
@@ -103,7 +106,7 @@ export class CommitQueue {
     for (const waiter of batch.slice(1)) {
       // Each session gets its own copy of the saved data.
       const data = outcome.record ? (this.#o.codec.parse(outcome.record) ?? new Map()) : new Map();
-      waiter.resolve({ data, record: outcome.record });
+      waiter.resolve({ data, record: outcome.record, retries: outcome.retries });
     }
   }
 
@@ -122,7 +125,7 @@ export class CommitQueue {
         // Emptied: the record goes, and the cookie with it.
         await call('destroy', () => store.destroy(key));
         events.emit('destroyed', () => ({ handle: key, reason: 'emptied' }));
-        return { data, record: undefined };
+        return { data, record: undefined, retries: attempt - 1 };
       }
       const record: StoredSession = {
         data: codec.serialize(data),
@@ -134,11 +137,15 @@ export class CommitQueue {
       const result = await call('update', () => store.update(key, record, base.version));
       if (result === 'ok') {
         this.#written.set(key, record);
-        return { data, record };
+        return { data, record, retries: attempt - 1 };
       }
       if (result === 'missing') throw new SessionInterruptedError();
       if (attempt >= maxRetries || Date.now() - started >= retryTimeout) {
         throw new ConflictError(attempt);
+      }
+      if (channels.conflict.hasSubscribers) {
+        const message: ConflictMessage = { store: store.name, handle: key, attempt };
+        channels.conflict.publish(message);
       }
       // Another process may be draining a queue of commits to this session:
       // back off with full jitter (up to 256 ms) so our turn comes between them.

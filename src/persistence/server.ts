@@ -231,6 +231,7 @@ export class ServerPersistence implements Persistence {
       ops: changes.ops,
     });
     identity.record = outcome.record;
+    identity.retries += outcome.retries;
     identity.outcome = outcome.record ? 'set' : 'delete';
     changes.saved(outcome.data);
   }
