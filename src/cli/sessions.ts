@@ -10,6 +10,8 @@ import { isCookieStore } from '../store.js';
 import { selectedStore, storeFromEnv } from './config.js';
 import {
   type Command,
+  checkReachable,
+  closeSoon,
   EXIT_OK,
   envWith,
   fromEnv,
@@ -79,10 +81,18 @@ async function withSessions<T>(
       `the cookie store keeps sessions in the browsers, not on the server: there is nothing to ${what} (rotating SATCHEL_SECRET invalidates every cookie)`,
     );
   }
-  const choice = await fromEnv(values, () => storeFromEnv(env));
+  // Listing, counting or revoking never creates a store: a mistyped path is
+  // reported, not answered with "no sessions" from a new empty database.
+  const choice = await fromEnv(values, () => storeFromEnv(env, { create: false }));
   if (isCookieStore(choice.store)) {
-    await choice.store.close().catch(() => {});
+    await closeSoon(choice.store);
     throw new UsageError(`the ${choice.name} store keeps nothing on the server to ${what}`);
+  }
+  try {
+    await checkReachable(choice);
+  } catch (err) {
+    await closeSoon(choice.store);
+    throw err;
   }
   const sessions = createSessions({
     store: choice.store,
@@ -101,7 +111,7 @@ async function withSessions<T>(
     }
     throw err;
   } finally {
-    await sessions.close().catch(() => {});
+    await closeSoon(sessions);
   }
 }
 
