@@ -50,9 +50,16 @@ function refuse(path: Path, what: string): SerializeError {
   return new SerializeError(`session key ${JSON.stringify(String(path[0]))}${at}: ${what}`);
 }
 
-/** Error path only: tells a cycle from plain depth, within the depth cap. */
-function containsCycle(value: unknown, ancestors: Set<object> = new Set()): boolean {
-  if (typeof value !== 'object' || value === null) return false;
+/**
+ * Error path only: tells a cycle from plain depth, within the depth cap.
+ * `cleared` holds objects already searched, so shared sub-objects are visited once.
+ */
+function containsCycle(
+  value: unknown,
+  ancestors: Set<object> = new Set(),
+  cleared: Set<object> = new Set(),
+): boolean {
+  if (typeof value !== 'object' || value === null || cleared.has(value)) return false;
   if (ancestors.has(value)) return true;
   if (ancestors.size > MAX_DEPTH) return false;
   ancestors.add(value);
@@ -62,8 +69,9 @@ function containsCycle(value: unknown, ancestors: Set<object> = new Set()): bool
       : value instanceof Set
         ? [...value]
         : Object.values(value);
-  const found = children.some((child) => containsCycle(child, ancestors));
+  const found = children.some((child) => containsCycle(child, ancestors, cleared));
   ancestors.delete(value);
+  if (!found) cleared.add(value);
   return found;
 }
 

@@ -150,6 +150,13 @@ describe(`nesting deeper than ${MAX_DEPTH} levels`, () => {
       expect(serializer.parse(nestedText(MAX_DEPTH))).toEqual({ deep: nest(MAX_DEPTH) });
     });
 
+    it(`${kind}: refuses deep data made of shared sub-objects at once (no walk over every path)`, () => {
+      let shared: unknown = 1;
+      for (let i = 0; i < MAX_DEPTH + 10; i++) shared = [shared, shared];
+      // 2^110 paths: only a walk that stops at the cap and visits shared objects once ends.
+      expect(() => serializer.stringify({ dag: shared })).toThrow(/"dag": nested deeper than 100/);
+    });
+
     it(`${kind}: names a cycle as a cycle`, () => {
       const loop: Record<string, unknown> = { a: 1 };
       loop.self = { back: loop };
