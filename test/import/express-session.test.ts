@@ -17,12 +17,9 @@ import { describeWithService, REDIS_URL, redisUnreachable } from '../support/ser
 const OLD_SECRET = 'keyboard cat';
 const DAY = 86_400_000;
 
-declare module 'express-session' {
-  interface SessionData {
-    user: string;
-    cart: string[];
-  }
-}
+/** express-session's req.session (satchel's Express adapter types `req.session` as its own). */
+type LegacySession = session.Session & { user?: string; cart?: string[] };
+const legacySession = (req: unknown) => (req as { session: LegacySession }).session;
 
 const closers: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
@@ -46,12 +43,12 @@ async function legacyApp(store: Store, options: Partial<session.SessionOptions> 
     }),
   );
   app.get(['/login', '/shop/login'], (req, res) => {
-    req.session.user = 'alice';
-    req.session.cart = ['apple', 'pear'];
+    legacySession(req).user = 'alice';
+    legacySession(req).cart = ['apple', 'pear'];
     res.send('ok');
   });
   app.get('/logout', (req, res) => {
-    req.session.destroy(() => res.send('bye'));
+    legacySession(req).destroy(() => res.send('bye'));
   });
   const server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
