@@ -166,6 +166,11 @@ export function fromDjango(options: DjangoImportOptions): DjangoImporter {
 
   return {
     name: NAME,
+    recognize(cookies) {
+      const key = cookies[cookie.name];
+      if (key === undefined || !DJANGO_KEY.test(key)) return undefined;
+      return { idSeed: idSeed(secretKey, NAME, key), clearCookies: [clearCookie(cookie)] };
+    },
     async read(cookies, now) {
       const key = cookies[cookie.name];
       if (key === undefined || !DJANGO_KEY.test(key)) return undefined;

@@ -116,13 +116,23 @@ export function fromExpressSession(options: ExpressSessionImportOptions): Legacy
   const keepLegacy = options.keepLegacy ?? false;
   const timeout = positiveInteger(SCOPE, 'timeout', options.timeout ?? 5000);
 
+  /** The session ID in a correctly signed cookie. */
+  const sidOf = (cookies: Readonly<Record<string, string>>): string | undefined => {
+    const raw = cookies[cookie.name];
+    // express-session ignores a value without its 's:' prefix (an unsigned cookie); so do we.
+    if (raw === undefined || !raw.startsWith('s:')) return undefined;
+    return unsign(raw.slice(2), secrets);
+  };
+
   return {
     name: NAME,
+    recognize(cookies) {
+      const sid = sidOf(cookies);
+      if (sid === undefined) return undefined;
+      return { idSeed: idSeed(secrets[0]!, NAME, sid), clearCookies: [clearCookie(cookie)] };
+    },
     async read(cookies, now) {
-      const raw = cookies[cookie.name];
-      // express-session ignores a value without its 's:' prefix (an unsigned cookie); so do we.
-      if (raw === undefined || !raw.startsWith('s:')) return undefined;
-      const sid = unsign(raw.slice(2), secrets);
+      const sid = sidOf(cookies);
       if (sid === undefined) return undefined;
 
       const record = await storeCall(NAME, 'reading a legacy session', timeout, () =>

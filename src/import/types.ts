@@ -21,6 +21,17 @@ export interface LegacyImporter {
    * @param now the time the request is judged at, in ms since the epoch.
    */
   read(cookies: Readonly<Record<string, string>>, now: number): Promise<LegacySession | undefined>;
+  /**
+   * What the cookie alone tells, without asking the legacy store: when the
+   * request carries this library's cookie, well-formed and (where the cookie
+   * is signed) correctly signed, the `idSeed` a session imported from it has
+   * and the headers deleting it. `readLegacySession` uses it to find a
+   * session a concurrent request imported moments ago, after that request's
+   * `finish()` removed the legacy record. Never throws.
+   */
+  recognize(
+    cookies: Readonly<Record<string, string>>,
+  ): Pick<LegacySession, 'idSeed' | 'clearCookies'> | undefined;
 }
 
 /** One legacy session, verified and read, ready to become a satchel session. */
@@ -38,6 +49,13 @@ export interface LegacySession {
    * time; the manager keeps the earlier of this and its own policy.
    */
   expiresAt?: number;
+  /**
+   * True when the legacy record was already gone but a satchel session was
+   * imported under `idSeed` moments ago, by a concurrent request (see
+   * `readLegacySession`'s `recentlyImported`): `data` is empty, and the
+   * manager loads that session instead of creating one.
+   */
+  alreadyImported?: boolean;
   /**
    * The ID the satchel session is created under: 32 bytes as 43 base64url
    * characters, HMAC-SHA256(legacy secret, `'satchel-import:' + importer + ':'

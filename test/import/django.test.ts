@@ -284,13 +284,11 @@ describeWithService('fromDjango against Django from Debian (gunicorn)', missing,
   it("leaves the Django cookie's deletion out when satchel's own cookie replaces it", async () => {
     const key = await sqlite.site.login();
     const same = await readLegacySession([importer(sqlite)], cookieFor(key), Date.now(), {
-      name: 'sessionid',
-      path: '/',
+      ownCookie: { name: 'sessionid', path: '/' },
     });
     expect(same!.clearCookies).toEqual([]);
     const other = await readLegacySession([importer(sqlite)], cookieFor(key), Date.now(), {
-      name: 'satchel',
-      path: '/',
+      ownCookie: { name: 'satchel', path: '/' },
     });
     expect(other!.clearCookies).toEqual([
       expect.stringMatching(/^sessionid=; Max-Age=0; Path=\/; Expires=Thu, 01 Jan 1970/),
