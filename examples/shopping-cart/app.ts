@@ -409,6 +409,8 @@ export function createApp(options: CartAppOptions): CartApp {
         store: storeDescription,
         sealed,
         isNew,
+        // An empty new session is not stored: a visitor who only browsed has none.
+        stored: !isNew || !s.isEmpty(),
         expiresAt: s.expiresAt.toISOString(),
         expiresAtText: `${s.expiresAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`,
         expiresIn: fromNow(s.expiresAt),

@@ -213,6 +213,9 @@ describe('CSRF protection without a session (double-submit cookie)', () => {
     }
     const browsing = new Visitor(app.url);
     for (const path of paths) await browsing.page(path);
+    expect((await browsing.page('/')).html).toContain(
+      'id="session-state">none yet: browsing stores nothing',
+    );
     expect(browsing.cookie).toBeUndefined();
     expect(browsing.jar.get('csrftoken')).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(await sessionsIn(db)).toBe(before);
