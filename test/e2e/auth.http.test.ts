@@ -288,6 +288,45 @@ describe('your devices', () => {
   });
 });
 
+describe('a sign-in that ended elsewhere', () => {
+  const notice = (html: string) =>
+    [...html.matchAll(/<div class="flash flash-\w+" role="status">([^<]*)</g)].map((m) => m[1]);
+
+  it('tells a device signed out from another device so, once', async () => {
+    const keep = await signedIn();
+    const gone = await signedIn();
+    await keep.post('/devices/revoke-others', { csrf: await keep.csrf('/devices') });
+
+    const next = await gone.page('/cart/');
+    expect(hasLoginLink(next.html)).toBe(true);
+    expect(notice(next.html)).toEqual(['You were signed out on this device from another device.']);
+    expect(notice((await gone.page('/cart/')).html)).toEqual([]);
+    // The note is non-secret and gone once told.
+    expect(gone.jar.has('signed_in')).toBe(false);
+  });
+
+  it('tells a browser whose session cookie expired that its sign-in expired', async () => {
+    const visitor = await signedIn();
+    expect(visitor.jar.get('signed_in')).toBe('1');
+    // The browser drops the session cookie when it expires; the note outlives it.
+    visitor.cookie = undefined;
+    const next = await visitor.page('/');
+    expect(notice(next.html)).toEqual([
+      'Your sign-in expired on this device. Log in again to continue.',
+    ]);
+    expect(notice((await visitor.page('/')).html)).toEqual([]);
+  });
+
+  it('tells nothing after logging out here, or to a browser that never signed in', async () => {
+    const visitor = await signedIn();
+    await visitor.post('/logout', { csrf: await visitor.csrf('/cart/') });
+    expect(notice((await visitor.page('/')).html)).toEqual([]);
+    const stranger = new Visitor(app.url);
+    stranger.cookie = 'A'.repeat(43);
+    expect(notice((await stranger.page('/')).html)).toEqual([]);
+  });
+});
+
 describe('logging out', () => {
   it('flushes the session: the record, the cookie and the cart go', async () => {
     const visitor = await signedIn();

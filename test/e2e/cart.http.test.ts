@@ -3,7 +3,11 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createApp } from '../../examples/shopping-cart/app.js';
 import { createSessions } from '../../src/index.js';
+import { memoryStore } from '../../src/stores/memory.js';
 import { sqliteStore } from '../../src/stores/sqlite.js';
 import {
   type AppProcess,
@@ -337,7 +341,44 @@ describe('CSRF protection without a session (double-submit cookie)', () => {
   });
 });
 
-describe('shopping cart when the session store is down', () => {
+describe('error pages', () => {
+  it('answers an unexpected error with a generic 500 page, the details in the log only', async () => {
+    const logged: [string, Record<string, unknown>][] = [];
+    // A password hash the scrypt call refuses (N is not a number): the login handler throws.
+    const { app, close } = createApp({
+      store: memoryStore(),
+      users: new Map([
+        [
+          'demo',
+          'scrypt$secret-internal-detail$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAA',
+        ],
+      ]),
+      logError: (message, details) => logged.push([message, details]),
+    });
+    const server = createHttpServer(app);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const visitor = new Visitor(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+      const res = await visitor.post('/login', {
+        csrf: await visitor.csrf('/login'),
+        username: 'demo',
+        password: 'demo-password',
+      });
+      expect(res.status).toBe(500);
+      expect(res.headers.get('cache-control')).toBe('no-store');
+      const html = await res.text();
+      expect(html).toContain('<h1>Something went wrong</h1>');
+      expect(html).toContain('Something went wrong on our side. Please try again in a moment.');
+      expect(html).not.toMatch(/secret-internal-detail|scrypt|RangeError|TypeError|\n\s+at /);
+      expect(logged).toHaveLength(1);
+      expect(logged[0]![0]).toBe('POST /login failed');
+      expect(logged[0]![1].error).toBeInstanceOf(Error);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+      await close();
+    }
+  });
+
   it('the error page does not reveal the store address, and the log has it', async () => {
     // A Redis URL where nothing listens: every store call fails.
     const deadPort = await freePort();
