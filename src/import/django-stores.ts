@@ -66,8 +66,13 @@ type SqliteOpen = (path: string) => SqliteDatabase;
  * busy timeout is kept short: both drivers wait synchronously, and Django's
  * writes hold the lock for milliseconds.
  */
-export function sqliteBackend(path: string, table: string, timeout: number): DjangoBackend {
-  const openDatabase = sqliteDriver();
+export function sqliteBackend(
+  path: string,
+  table: string,
+  timeout: number,
+  driver?: SqliteDriver,
+): DjangoBackend {
+  const openDatabase = sqliteDriver(driver);
   let db: SqliteDatabase | undefined;
   let statements:
     | {
@@ -102,25 +107,43 @@ export function sqliteBackend(path: string, table: string, timeout: number): Dja
   };
 }
 
-function sqliteDriver(): SqliteOpen {
-  try {
-    const Database = loadPeer<new (path: string, options: object) => SqliteDatabase>(
-      'django sqlite',
-      'better-sqlite3',
-      'npm install better-sqlite3',
-    );
-    return (path) => new Database(path, { fileMustExist: true });
-  } catch (err) {
-    if (!SatchelError.is(err)) throw err;
-    const builtin = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule?.(
-      'node:sqlite',
-    ) as { DatabaseSync: new (path: string) => SqliteDatabase } | undefined;
-    if (builtin === undefined) {
-      throw new ConfigError(
-        'fromDjango: a sqlite store needs the better-sqlite3 package (npm install better-sqlite3) or Node 22.13+ (node:sqlite)',
+/** Which SQLite driver opens the Django database. */
+export type SqliteDriver = 'better-sqlite3' | 'node:sqlite';
+
+function sqliteDriver(driver: SqliteDriver | undefined): SqliteOpen {
+  if (driver !== 'node:sqlite') {
+    try {
+      const Database = loadPeer<new (path: string, options: object) => SqliteDatabase>(
+        'django sqlite',
+        'better-sqlite3',
+        'npm install better-sqlite3',
       );
+      return (path) => new Database(path, { fileMustExist: true });
+    } catch (err) {
+      // Asked for by name, or not a missing package: say so rather than fall back.
+      if (driver === 'better-sqlite3' || !SatchelError.is(err)) throw err;
     }
-    return (path) => new builtin.DatabaseSync(path);
+  }
+  const builtin = nodeSqlite();
+  if (builtin === undefined) {
+    throw new ConfigError(
+      driver === 'node:sqlite'
+        ? `fromDjango: store.driver 'node:sqlite' needs Node 22.13 or later; this is ${process.version}`
+        : 'fromDjango: a sqlite store needs the better-sqlite3 package (npm install better-sqlite3) or Node 22.13+ (node:sqlite)',
+    );
+  }
+  return (path) => new builtin.DatabaseSync(path);
+}
+
+/** node:sqlite when this Node has it unflagged (22.13+), else undefined. */
+function nodeSqlite(): { DatabaseSync: new (path: string) => SqliteDatabase } | undefined {
+  const get = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule;
+  try {
+    return get?.('node:sqlite') as
+      | { DatabaseSync: new (path: string) => SqliteDatabase }
+      | undefined;
+  } catch {
+    return undefined; // behind --experimental-sqlite on 22.5 to 22.12
   }
 }
 

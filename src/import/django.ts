@@ -6,13 +6,14 @@ import {
   type DjangoPgQueryable,
   type DjangoRecord,
   fileBackend,
+  type SqliteDriver,
   postgresBackend,
   sqliteBackend,
 } from './django-stores.js';
 import { clearCookie, idSeed, legacyCookie, legacySecrets, storeCall } from './shared.js';
 import type { LegacyImporter, LegacySession } from './types.js';
 
-export type { DjangoPgQueryable } from './django-stores.js';
+export type { DjangoPgQueryable, SqliteDriver } from './django-stores.js';
 export type { LegacyImporter, LegacySession } from './types.js';
 
 /** Where the Django project keeps its sessions (its SESSION_ENGINE). */
@@ -32,6 +33,12 @@ export type DjangoStore =
       path: string;
       /** The session model's table. @default 'django_session' */
       table?: string;
+      /**
+       * The SQLite driver: the better-sqlite3 package, or the `node:sqlite`
+       * module built into Node 22.13 and later.
+       * @default 'better-sqlite3' when it is installed, else 'node:sqlite'
+       */
+      driver?: SqliteDriver;
     }
   | {
       /** `django.contrib.sessions.backends.file`. */
@@ -111,7 +118,7 @@ const HINTS = {
 };
 const STORE_KEYS = {
   postgres: ['type', 'pool', 'table'],
-  sqlite: ['type', 'path', 'table'],
+  sqlite: ['type', 'path', 'table', 'driver'],
   file: ['type', 'dir', 'maxAge'],
 } as const;
 /** Django's session keys: get_random_string(32, VALID_KEY_CHARS). */
@@ -254,7 +261,13 @@ function resolveStore(
     if (typeof s.path !== 'string' || s.path === '') {
       throw new ConfigError(`${SCOPE}store.path must be the Django SQLite database file`);
     }
-    return { backend: sqliteBackend(s.path, table as string, timeout), maxAgeMs: 0 };
+    const driver = s.driver;
+    if (driver !== undefined && driver !== 'better-sqlite3' && driver !== 'node:sqlite') {
+      throw new ConfigError(
+        `${SCOPE}store.driver must be 'better-sqlite3' or 'node:sqlite'; got ${String(driver)}`,
+      );
+    }
+    return { backend: sqliteBackend(s.path, table as string, timeout, driver), maxAgeMs: 0 };
   }
   if (typeof s.dir !== 'string' || s.dir === '') {
     throw new ConfigError(`${SCOPE}store.dir must be Django's SESSION_FILE_PATH directory`);

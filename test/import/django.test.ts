@@ -295,6 +295,30 @@ describeWithService('fromDjango against Django from Debian (gunicorn)', missing,
     ]);
   });
 
+  it("reads the SQLite database with Node's own node:sqlite where Node has it (22.13+)", async () => {
+    const key = await sqlite.site.login();
+    const builtin = { type: 'sqlite', path: sqlitePath, driver: 'node:sqlite' } as const;
+    const hasNodeSqlite = (() => {
+      try {
+        return process.getBuiltinModule?.('node:sqlite') !== undefined;
+      } catch {
+        return false;
+      }
+    })();
+    if (!hasNodeSqlite) {
+      expect(() => fromDjango({ secretKey: KEY, store: builtin })).toThrow(
+        `store.driver 'node:sqlite' needs Node 22.13 or later; this is ${process.version}`,
+      );
+      return;
+    }
+    const legacy = await readLegacySession(
+      [importer(sqlite, { store: builtin })],
+      cookieFor(key),
+      Date.now(),
+    );
+    expect(legacy!.data).toMatchObject({ user: 'alice' });
+  });
+
   it('counts a file session from the last write with SESSION_COOKIE_AGE (maxAge)', async () => {
     const key = await files.site.login();
     const { mtimeMs } = statSync(join(fileDir, `sessionid${key}`));
