@@ -2,7 +2,7 @@
  * The `satchel` command, run as a real process: `node --import tsx src/cli/index.ts`.
  */
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -1129,6 +1129,48 @@ describe('the clearsessions progress line', () => {
     await new Promise((resolve) => setTimeout(resolve, 20));
     progress.stop();
     expect(writes).toEqual([]);
+  });
+
+  it('clearsessions on a terminal shows the running count, then only its final line', async () => {
+    // 6,000 expired records: long enough (seconds) for the line to be drawn.
+    const folder = join(dir, 'many-expired');
+    await mkdir(folder, { mode: 0o700 });
+    const store = fileStore({ dir: folder });
+    await store.create('seed', record(Date.now() - 60_000));
+    await store.close();
+    const [written] = await readdir(folder);
+    await Promise.all(
+      Array.from({ length: 5_999 }, (_, i) =>
+        copyFile(join(folder, written!), join(folder, `satchel-copy${String(i).padStart(6, '0')}`)),
+      ),
+    );
+    // `script` gives the command a pseudo-terminal, as an operator's shell would.
+    const command = `${process.execPath} --import tsx src/cli/index.ts clearsessions --store file --file-path ${folder}`;
+    const run = await new Promise<Run>((resolve, reject) => {
+      const child = spawn('script', ['-qec', command, '/dev/null'], {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        timeout: 60_000,
+      });
+      let stdout = '';
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        stdout += chunk;
+      });
+      child.once('error', reject);
+      child.once('close', (code) => resolve({ code, stdout, stderr: '' }));
+    });
+    expect(run.code).toBe(0);
+    // "Erase to the end of the line", spelled out so the patterns below stay readable.
+    const output = run.stdout.replaceAll('\x1b[K', '<erase>');
+    const frames = output.split('\r').filter((frame) => frame.includes('Clearing expired'));
+    expect(frames.length, output).toBeGreaterThan(0);
+    for (const frame of frames) {
+      expect(frame).toMatch(
+        /Clearing expired sessions from file .*(\d[\d,]* removed|\d[\d,]* of \d[\d,]*) · \d+\.\ds<erase>$/,
+      );
+    }
+    expect(output).toMatch(/\r<erase>Removed 6,?000 expired sessions\.\r?\n$/);
+    expect(await readdir(folder)).toEqual([]);
   });
 
   it('stays quiet for a run shorter than the delay', async () => {

@@ -92,7 +92,8 @@ export function startProgress(
   let stopped = false;
   const draw = () => {
     // One column short of the width: a wrapped line cannot be erased with \r.
-    const width = (stream.columns ?? 80) - 1;
+    // A terminal that reports no size (0 columns) gets the usual 80.
+    const width = (stream.columns || 80) - 1;
     stream.write(`\r${progressLine(label, latest, Date.now() - started, frame++, width)}\x1b[K`);
     shown = true;
   };
