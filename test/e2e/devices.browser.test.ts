@@ -9,9 +9,11 @@ import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  addFromCatalog,
   cartOn,
   haveChromium,
   launchChromium,
+  logIn,
   newContext as newBrowserContext,
   requireChromium,
   tearDown,
@@ -50,21 +52,9 @@ describe.skipIf(!haveChromium)('login and devices in Chromium', () => {
     return cartOn(page);
   }
 
-  async function addFromCatalog(page: Page, name: string): Promise<void> {
-    await page.goto(url('/'));
-    await page.getByRole('button', { name: `Add ${name} to cart` }).click();
-    await page.waitForURL(url('/'));
-  }
-
-  /** Follows the "Log in" link from the catalog and signs in as demo. */
-  async function logIn(page: Page): Promise<void> {
-    await page.goto(url('/'));
-    await page.locator('#login-link').click();
-    await page.waitForURL(url('/login'));
-    await page.getByLabel('Username').fill('demo');
-    await page.getByLabel('Password').fill('demo-password');
-    await page.getByRole('button', { name: 'Log in' }).click();
-    await page.waitForURL(url('/'));
+  /** Signs in as demo from the catalog's "Log in" link. */
+  async function signIn(page: Page): Promise<void> {
+    await logIn(page, app.url);
     expect(await page.locator('#signed-in').textContent()).toBe('Signed in as demo');
   }
 
@@ -103,11 +93,11 @@ describe.skipIf(!haveChromium)('login and devices in Chromium', () => {
   afterAll(() => tearDown(browser, dir), 30_000);
 
   it('signs the other browser out everywhere else: its next request is signed out, its cart gone', async () => {
-    await logIn(pageA);
-    await logIn(pageB);
-    await addFromCatalog(pageB, 'Sticker pack');
-    await addFromCatalog(pageA, 'Rubber duck');
-    await addFromCatalog(pageA, 'Coffee mug');
+    await signIn(pageA);
+    await signIn(pageB);
+    await addFromCatalog(pageB, app.url, 'Sticker pack');
+    await addFromCatalog(pageA, app.url, 'Rubber duck');
+    await addFromCatalog(pageA, app.url, 'Coffee mug');
     expect(await cart(pageB)).toEqual({ 'sticker-pack': 1 });
 
     const listed = await devices(pageA);
@@ -146,7 +136,7 @@ describe.skipIf(!haveChromium)('login and devices in Chromium', () => {
   });
 
   it('signs out one other device from the list', async () => {
-    await logIn(pageB);
+    await signIn(pageB);
     expect((await devices(pageA)).map((d) => d.name).sort()).toEqual([NAME_A, NAME_B]);
     await pageA.getByRole('button', { name: `Sign out this device: ${NAME_B}` }).click();
     await pageA.waitForURL(url('/devices'));
@@ -165,11 +155,11 @@ describe.skipIf(!haveChromium)('login and devices in Chromium', () => {
     const c = await newContext();
     try {
       const page = await c.newPage();
-      await addFromCatalog(page, 'Awesome item');
+      await addFromCatalog(page, app.url, 'Awesome item');
       const anonymous = await sessionCookie(c);
       expect(anonymous).toBeDefined();
 
-      await logIn(page);
+      await signIn(page);
       expect(await page.locator('.flash').textContent()).toBe('Signed in as demo');
       expect(await page.locator('#cart-count').textContent()).toBe('1');
       const signedIn = await sessionCookie(c);

@@ -10,9 +10,11 @@ import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  addFromCatalog,
   cartOn,
   haveChromium,
   launchChromium,
+  logIn,
   newContext,
   requireChromium,
   tearDown,
@@ -87,20 +89,6 @@ describe.skipIf(!haveChromium)('the demo on a phone and a desktop', () => {
 
   afterAll(() => tearDown(browser, dir), 30_000);
 
-  async function addFromCatalog(page: Page, name: string): Promise<void> {
-    await page.goto(url('/'));
-    await page.getByRole('button', { name: `Add ${name} to cart` }).click();
-    await page.waitForURL(url('/'));
-  }
-
-  async function logIn(page: Page): Promise<void> {
-    await page.goto(url('/login'));
-    await page.getByLabel('Username').fill('demo');
-    await page.getByLabel('Password').fill('demo-password');
-    await page.getByRole('button', { name: 'Log in' }).click();
-    await page.waitForURL(url('/'));
-  }
-
   for (const viewport of VIEWPORTS) {
     describe(`${viewport.width} px wide (${viewport.label})`, () => {
       let context: BrowserContext;
@@ -116,9 +104,9 @@ describe.skipIf(!haveChromium)('the demo on a phone and a desktop', () => {
       afterAll(() => context.close());
 
       it('shows each item name on one line, the controls inside the screen, nothing scrolling sideways', async () => {
-        await addFromCatalog(page, 'Awesome item');
-        await addFromCatalog(page, 'Rubber duck');
-        await addFromCatalog(page, 'Sticker pack');
+        await addFromCatalog(page, app.url, 'Awesome item');
+        await addFromCatalog(page, app.url, 'Rubber duck');
+        await addFromCatalog(page, app.url, 'Sticker pack');
         await page.goto(url(`/add_to_cart/${LONG_ITEM}/`));
         await page.goto(url('/cart/'));
         const facts = await layout(page);
@@ -201,10 +189,10 @@ describe.skipIf(!haveChromium)('the demo on a phone and a desktop', () => {
       });
 
       it('lays out the devices page without scrolling sideways', async () => {
-        await logIn(page);
+        await logIn(page, app.url);
         const other = await newContext(browser);
         try {
-          await logIn(await other.newPage());
+          await logIn(await other.newPage(), app.url);
           await page.goto(url('/devices'));
           expect(await page.locator('tr.device').count()).toBeGreaterThanOrEqual(2);
           const facts = await layout(page);
