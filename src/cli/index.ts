@@ -75,8 +75,10 @@ The store comes from the environment, as for the example app:
   SATCHEL_CACHE_TTL_MS    how long a cached copy answers reads (default: 5000 for memory)
   SATCHEL_SECRET          cookie store keys, comma-separated, each >= 32 characters
 
-Exit codes: 0 success, 1 runtime failure (store unavailable), 2 usage error
-(also when the store cannot do what was asked, e.g. list sessions on the cookie store).
+Exit codes: 0 success, 1 runtime failure (store unavailable, or no answer
+within 2 s), 2 usage error (also when the store cannot do what was asked, e.g.
+list sessions on the cookie store, or when the SQLite file or file-store folder
+it should read does not exist: only the app and migrate create stores).
 `;
 
 const commands: Record<string, Command> = {
@@ -88,7 +90,11 @@ Removes every expired session from the store selected by SATCHEL_STORE (Django's
 clearsessions). Run it from cron for stores without native expiry (sqlite, file,
 postgres, cached). Redis expires sessions by itself; this removes the few it has
 not dropped yet. The cookie store keeps nothing on the server: nothing to clear.
-Prints "Removed N expired sessions." on success.
+Prints "Removed N expired sessions." on success; on a terminal, a progress line
+with the running count while it works. It never creates a store: a SQLite file
+or file-store folder that does not exist exits 2 naming the path (a typo in a
+cron job is reported, not answered with "Removed 0"). Redis and PostgreSQL must
+answer within 2 s.
 
 Options:
 ${STORE_OPTIONS_HELP}

@@ -51,8 +51,10 @@ Each prints an aligned table, or JSON with --json, and takes the store options
 of clearsessions (--store, --sqlite-path, ...; default: the SATCHEL_* variables).
 Run "satchel sessions <command> --help" for details.
 
-Exit codes: 0 success; 1 the store is unavailable; 2 a usage error, or a store
-that cannot do it (memory, cookie, or a store without an owner index).
+Exit codes: 0 success; 1 the store is unavailable (Redis and PostgreSQL must
+answer within 2 s); 2 a usage error, a store that cannot do it (memory, cookie,
+or a store without an owner index), or a SQLite file or file-store folder that
+does not exist (these commands never create one).
 `;
 
 interface SessionsValues {
