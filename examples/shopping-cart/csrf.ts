@@ -114,7 +114,7 @@ function sameOrigin(req: Request): boolean {
   const origin = req.get('origin');
   if (origin === undefined) return true;
   try {
-    return new URL(origin).host === req.get('host');
+    return new URL(origin).host === req.get('host')?.toLowerCase();
   } catch {
     return false;
   }
