@@ -10,7 +10,7 @@ import {
   postgresBackend,
   sqliteBackend,
 } from './django-stores.js';
-import { clearCookie, idSeed, legacyCookie, legacySecrets, storeCall } from './shared.js';
+import { clearCookie, commonOptions, idSeed, legacySecrets, storeCall } from './shared.js';
 import type { LegacyImporter, LegacySession } from './types.js';
 
 export type { DjangoPgQueryable, SqliteDriver } from './django-stores.js';
@@ -138,10 +138,7 @@ const QUALNAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
  * ```
  */
 export function fromDjango(options: DjangoImportOptions): DjangoImporter {
-  if (typeof options !== 'object' || options === null) {
-    throw new ConfigError(`${SCOPE}options must be an object`);
-  }
-  rejectUnknownKeys(SCOPE, options, KNOWN, HINTS);
+  const { cookie, keepLegacy, timeout } = commonOptions(SCOPE, options, KNOWN, HINTS, 'sessionid');
   if (typeof options.secretKey !== 'string') {
     throw new ConfigError(`${SCOPE}secretKey must be a string (settings.SECRET_KEY)`);
   }
@@ -160,14 +157,6 @@ export function fromDjango(options: DjangoImportOptions): DjangoImporter {
       `${SCOPE}sessionStoreClass must be a Python class name such as 'SessionStore'; got ${String(storeClass)}`,
     );
   }
-  const cookie = legacyCookie(
-    SCOPE,
-    options.cookieName ?? 'sessionid',
-    options.cookiePath ?? '/',
-    options.cookieDomain,
-  );
-  const keepLegacy = options.keepLegacy ?? false;
-  const timeout = positiveInteger(SCOPE, 'timeout', options.timeout ?? 5000);
   const { backend, maxAgeMs } = resolveStore(options.store, cookie.name, timeout);
   const keys = { secrets, storeClass };
 

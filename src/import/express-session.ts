@@ -1,12 +1,11 @@
 import { createHmac } from 'node:crypto';
 import { ConfigError } from '../errors.js';
-import { positiveInteger, rejectUnknownKeys } from '../validate.js';
 import {
   clearCookie,
   idSeed,
   jsonObject,
   type LegacyCookie,
-  legacyCookie,
+  commonOptions,
   legacySecrets,
   safeEqual,
   storeCall,
@@ -91,10 +90,13 @@ const HINTS = {
  * ```
  */
 export function fromExpressSession(options: ExpressSessionImportOptions): LegacyImporter {
-  if (typeof options !== 'object' || options === null) {
-    throw new ConfigError(`${SCOPE}options must be an object`);
-  }
-  rejectUnknownKeys(SCOPE, options, KNOWN, HINTS);
+  const { cookie, keepLegacy, timeout } = commonOptions(
+    SCOPE,
+    options,
+    KNOWN,
+    HINTS,
+    'connect.sid',
+  );
   const secrets = legacySecrets(SCOPE, 'secrets', options.secrets);
   const store = options.store;
   if (
@@ -107,14 +109,6 @@ export function fromExpressSession(options: ExpressSessionImportOptions): Legacy
       `${SCOPE}store must be an express-session Store instance (with get and destroy methods)`,
     );
   }
-  const cookie = legacyCookie(
-    SCOPE,
-    options.cookieName ?? 'connect.sid',
-    options.cookiePath ?? '/',
-    options.cookieDomain,
-  );
-  const keepLegacy = options.keepLegacy ?? false;
-  const timeout = positiveInteger(SCOPE, 'timeout', options.timeout ?? 5000);
 
   /** The session ID in a correctly signed cookie. */
   const sidOf = (cookies: Readonly<Record<string, string>>): string | undefined => {

@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { serialize } from 'cookie';
 import { ConfigError, SatchelError, StoreUnavailableError } from '../errors.js';
+import { positiveInteger, rejectUnknownKeys } from '../validate.js';
 
 /** What both importers share: option checks, the ID seed, the legacy cookie's deletion, bounded store calls. */
 
@@ -35,12 +36,47 @@ export interface LegacyCookie {
   domain: string | undefined;
 }
 
-export function legacyCookie(
+/** The options every importer takes besides its library's own. */
+interface CommonOptions {
+  cookieName?: string;
+  cookiePath?: string;
+  cookieDomain?: string;
+  keepLegacy?: boolean;
+  timeout?: number;
+}
+
+/**
+ * Checks an importer's options object once, at creation (an object, no
+ * unknown key), and resolves the options every importer shares.
+ */
+export function commonOptions<T extends CommonOptions>(
   scope: string,
-  name: unknown,
-  path: unknown,
-  domain: unknown,
-): LegacyCookie {
+  options: T,
+  known: readonly (keyof T & string)[],
+  hints: Readonly<Record<string, string>>,
+  defaultCookieName: string,
+): { cookie: LegacyCookie; keepLegacy: boolean; timeout: number } {
+  if (typeof options !== 'object' || options === null) {
+    throw new ConfigError(`${scope}options must be an object`);
+  }
+  rejectUnknownKeys(scope, options, known, hints);
+  const keepLegacy = options.keepLegacy ?? false;
+  if (typeof keepLegacy !== 'boolean') {
+    throw new ConfigError(`${scope}keepLegacy must be true or false; got ${String(keepLegacy)}`);
+  }
+  return {
+    cookie: legacyCookie(
+      scope,
+      options.cookieName ?? defaultCookieName,
+      options.cookiePath ?? '/',
+      options.cookieDomain,
+    ),
+    keepLegacy,
+    timeout: positiveInteger(scope, 'timeout', options.timeout ?? 5000),
+  };
+}
+
+function legacyCookie(scope: string, name: unknown, path: unknown, domain: unknown): LegacyCookie {
   if (typeof name !== 'string' || !TOKEN.test(name)) {
     throw new ConfigError(`${scope}cookieName must be a valid cookie name; got ${String(name)}`);
   }

@@ -1,9 +1,7 @@
 import { createHmac } from 'node:crypto';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { RedisStore } from 'connect-redis';
-import express from 'express';
-import session, { MemoryStore, type Store } from 'express-session';
+import type session from 'express-session';
+import { MemoryStore, type Store } from 'express-session';
 import { createClient } from 'redis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, SatchelError } from '../../src/errors.js';
@@ -13,60 +11,17 @@ import {
 } from '../../src/import/express-session.js';
 import { readLegacySession } from '../../src/import/run.js';
 import { describeWithService, REDIS_URL, redisUnreachable } from '../support/services.js';
-
-const OLD_SECRET = 'keyboard cat';
-const DAY = 86_400_000;
-
-/** express-session's req.session (satchel's Express adapter types `req.session` as its own). */
-type LegacySession = session.Session & { user?: string; cart?: string[] };
-const legacySession = (req: unknown) => (req as { session: LegacySession }).session;
+import { DAY, legacyExpress, OLD_SECRET } from './express-app.js';
 
 const closers: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
   for (const close of closers.reverse()) await close();
 });
 
-/**
- * A real express + express-session app, as the legacy site runs it:
- * /login stores a user and a cart, /logout destroys the session.
- */
 async function legacyApp(store: Store, options: Partial<session.SessionOptions> = {}) {
-  const app = express();
-  app.use(
-    session({
-      secret: OLD_SECRET,
-      store,
-      resave: false,
-      saveUninitialized: false,
-      cookie: { maxAge: DAY },
-      ...options,
-    }),
-  );
-  app.get(['/login', '/shop/login'], (req, res) => {
-    legacySession(req).user = 'alice';
-    legacySession(req).cart = ['apple', 'pear'];
-    res.send('ok');
-  });
-  app.get('/logout', (req, res) => {
-    legacySession(req).destroy(() => res.send('bye'));
-  });
-  const server = await new Promise<Server>((resolve) => {
-    const s = app.listen(0, '127.0.0.1', () => resolve(s));
-  });
-  closers.push(() => new Promise((resolve) => server.close(resolve)));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    /** Logs in (at `path`) and returns the Cookie header a browser would send next. */
-    async login(path = '/login'): Promise<string> {
-      const res = await fetch(`${base}${path}`);
-      const [setCookie] = res.headers.getSetCookie();
-      expect(setCookie, 'express-session set its cookie').toBeDefined();
-      return setCookie!.split(';')[0]!;
-    },
-    async logout(cookie: string): Promise<void> {
-      await (await fetch(`${base}/logout`, { headers: { cookie } })).text();
-    },
-  };
+  const app = await legacyExpress(store, options);
+  closers.push(app.close);
+  return app;
 }
 
 function importer(store: Store, options: Partial<ExpressSessionImportOptions> = {}) {

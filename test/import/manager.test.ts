@@ -8,8 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import express from 'express';
-import session, { MemoryStore, type Store } from 'express-session';
+import { MemoryStore, type Store } from 'express-session';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { withSessions } from '../../src/adapters/node.js';
 import { storeKey } from '../../src/ids.js';
@@ -23,8 +22,8 @@ import { createSessions, type SessionStore, type Sessions } from '../../src/inde
 import { memoryStore } from '../../src/stores/memory.js';
 import { describeWithService } from '../support/services.js';
 import { djangoMissing, startDjango } from './django/site.js';
+import { DAY, legacyExpress, OLD_SECRET } from './express-app.js';
 
-const OLD_SECRET = 'keyboard cat';
 const DJANGO_KEY = 'django-insecure-satchel-manager-import-test-0123456789abcdef';
 
 const closers: (() => Promise<unknown>)[] = [];
@@ -32,39 +31,19 @@ afterAll(async () => {
   for (const close of closers.reverse()) await close().catch(() => {});
 });
 
-type LegacySession = session.Session & { user?: string; cart?: string[] };
-
-/** The express-session site being replaced; returns the Cookie header after a login. */
-async function legacyLogin(store: Store, maxAge = 86_400_000): Promise<string> {
-  const app = express();
-  app.use(
-    session({
-      secret: OLD_SECRET,
-      store,
-      resave: false,
-      saveUninitialized: false,
-      cookie: { maxAge },
-    }),
-  );
-  app.get('/login', (req, res) => {
-    const s = (req as unknown as { session: LegacySession }).session;
-    s.user = 'alice';
-    s.cart = ['apple'];
-    res.send('ok');
-  });
-  const server = await listen(app);
+/** Logs in on the express-session site being replaced; returns the Cookie header. */
+async function legacyLogin(store: Store, maxAge = DAY): Promise<string> {
+  const app = await legacyExpress(store, { cookie: { maxAge } });
   try {
-    const res = await fetch(`${urlOf(server)}/login`);
-    await res.text();
-    return res.headers.getSetCookie()[0]!.split(';')[0]!;
+    return await app.login();
   } finally {
-    await new Promise((resolve) => server.close(resolve));
+    await app.close();
   }
 }
 
-function listen(handler: Parameters<typeof createServer>[1] | express.Express): Promise<Server> {
+function listen(handler: Parameters<typeof createServer>[1]): Promise<Server> {
   return new Promise((resolve) => {
-    const server = createServer(handler as Parameters<typeof createServer>[1]);
+    const server = createServer(handler);
     server.listen(0, '127.0.0.1', () => resolve(server));
   });
 }
@@ -155,7 +134,7 @@ describe('createSessions({ importers }) with express-session', () => {
 
     const first = await app.get(cookie);
     expect(first.status).toBe(200);
-    expect(first.body).toEqual({ user: 'alice', cart: ['apple'] });
+    expect(first.body).toEqual({ user: 'alice', cart: ['apple', 'pear'] });
     const id = jarValue(first.setCookie, 'sessionid');
     expect(id).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(deletes(first.setCookie, 'connect.sid')).toBe(true);
@@ -164,7 +143,7 @@ describe('createSessions({ importers }) with express-session', () => {
 
     // The browser now sends only the satchel cookie, and the data is there.
     const second = await app.get(`sessionid=${id}`);
-    expect(second.body).toEqual({ user: 'alice', cart: ['apple'] });
+    expect(second.body).toEqual({ user: 'alice', cart: ['apple', 'pear'] });
     expect(created).toBe(1);
   });
 
@@ -203,7 +182,7 @@ describe('createSessions({ importers }) with express-session', () => {
     const cookie = await legacyLogin(legacy);
     const app = await satchelApp([expressImporter(legacy)]);
     const results = await Promise.all(Array.from({ length: 10 }, () => app.get(cookie)));
-    for (const r of results) expect(r.body).toEqual({ user: 'alice', cart: ['apple'] });
+    for (const r of results) expect(r.body).toEqual({ user: 'alice', cart: ['apple', 'pear'] });
     const ids = new Set(results.map((r) => jarValue(r.setCookie, 'sessionid')));
     expect(ids.size, 'every response names the same satchel session').toBe(1);
     expect(created, 'one satchel session was created').toBe(1);
