@@ -1,11 +1,16 @@
 import { ConfigError } from '../errors.js';
 import type { ClearExpiredOptions, SessionStore, StoredSession, UpdateResult } from '../store.js';
-import { checkOptions, type OpenGuard, openGuard, positiveInteger } from './kit.js';
+import {
+  checkOptions,
+  consoleLogger,
+  type OpenGuard,
+  openGuard,
+  positiveInteger,
+  type StoreLogger,
+} from './kit.js';
 
 /** Where the cached store reports cache failures; the manager's `logger` fits. */
-export interface CachedStoreLogger {
-  warn(message: string, details?: Record<string, unknown>): void;
-}
+export type CachedStoreLogger = StoreLogger;
 
 export interface CachedStoreOptions {
   /**
@@ -71,10 +76,6 @@ const TOMBSTONE_MS = 60_000;
 const CACHE_ATTEMPTS = 3;
 /** Bound on keys this process reads from the durable store until the cache is repaired. */
 const MAX_SUSPECTS = 10_000;
-
-const defaultLogger: CachedStoreLogger = {
-  warn: (message, details) => console.warn(message, details ?? ''),
-};
 
 /**
  * Any cache store in front of any durable store, as Django's `cached_db`:
@@ -214,7 +215,7 @@ function resolveOptions(options: CachedStoreOptions) {
   const ttl = given.cacheTtlMs ?? 5_000;
   const cacheTtlMs =
     ttl === Number.POSITIVE_INFINITY ? ttl : positiveInteger('cached store: ', 'cacheTtlMs', ttl);
-  return { cache, store, cacheTtlMs, logger: given.logger ?? defaultLogger };
+  return { cache, store, cacheTtlMs, logger: given.logger ?? consoleLogger };
 }
 
 /**

@@ -17,6 +17,16 @@ export {
   secretList,
 } from '../validate.js';
 
+/** Where a store reports what it works around (a failing cache, a refused file); the manager's `logger` fits. */
+export interface StoreLogger {
+  warn(message: string, details?: Record<string, unknown>): void;
+}
+
+/** The default StoreLogger: `console.warn`. */
+export const consoleLogger: StoreLogger = {
+  warn: (message, details) => console.warn(message, details ?? ''),
+};
+
 /** A store's open/closed state. */
 export interface OpenGuard {
   /** True once `close()` has run. */

@@ -8,7 +8,14 @@ import type {
   StoredSession,
   UpdateResult,
 } from '../../store.js';
-import { checkOptions, closedError, openGuard, positiveInteger } from '../kit.js';
+import {
+  checkOptions,
+  closedError,
+  consoleLogger,
+  openGuard,
+  positiveInteger,
+  type StoreLogger,
+} from '../kit.js';
 import { decode, encode, KEY, PREFIX, parseLock } from './format.js';
 import {
   eachFile,
@@ -20,13 +27,11 @@ import {
   writeAtomic,
 } from './fs.js';
 import { type ClearContext, clearExpired } from './clear.js';
-import { type FileLocks, fileLocks } from './locks.js';
-import { type OwnerIndex, ownerIndex } from './owners.js';
+import { fileLocks } from './locks.js';
+import { ownerIndex } from './owners.js';
 
 /** Where the file store reports files it refused to read; the manager's `logger` fits. */
-export interface FileStoreLogger {
-  warn(message: string, details?: Record<string, unknown>): void;
-}
+export type FileStoreLogger = StoreLogger;
 
 export interface FileStoreOptions {
   /**
@@ -93,23 +98,12 @@ const CONCURRENCY = 16;
 /** How many refused paths are remembered, so each is logged once. */
 const REFUSALS_REMEMBERED = 1_000;
 
-const defaultLogger: FileStoreLogger = {
-  warn: (message, details) => console.warn(message, details ?? ''),
-};
-
 /** What the store's operations share. */
 interface Context extends ClearContext {
-  dir: string;
-  prefix: string;
-  trust: Trust;
-  base(key: string): string;
-  locks: FileLocks;
-  owners: OwnerIndex;
   run<T>(op: string, key: string | null, fn: () => Promise<T>): Promise<T>;
   readRecord(key: string): Promise<StoredSession | undefined>;
   readLive(key: string): Promise<StoredSession | undefined>;
   write(target: string, content: string, syncFolder?: boolean): Promise<void>;
-  eachFile(visit: (name: string) => Promise<void>): Promise<void>;
 }
 
 /**
@@ -149,7 +143,7 @@ export function fileStore(options?: FileStoreOptions): SessionStore {
   }
   const lockTtlMs = positiveInteger('file store: ', 'lockTtlMs', given.lockTtlMs ?? 10_000);
   const maxBytes = positiveInteger('file store: ', 'maxFileBytes', given.maxFileBytes ?? 8_388_608);
-  const logger = given.logger ?? defaultLogger;
+  const logger = given.logger ?? consoleLogger;
   const uid = process.getuid?.();
   const dir = openFolder(resolve(given.dir ?? tmpdir()), uid, given.createDir ?? true);
 
