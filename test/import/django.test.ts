@@ -64,18 +64,24 @@ describeWithService('fromDjango against Django from Debian (gunicorn)', missing,
     mkdirSync(fileDir);
 
     const env = { DJANGO_SECRET_KEY: KEY };
-    const [sqliteSite, pgSite, fileSite, oldSite] = await Promise.all([
+    const starting = [
       startDjango({ ...env, DJANGO_SQLITE_PATH: sqlitePath }),
       startDjango({ ...env, DJANGO_DB: 'postgres', DJANGO_PG_SCHEMA: schema }),
       startDjango({ ...env, DJANGO_SESSION_ENGINE: 'file', DJANGO_SESSION_FILE_PATH: fileDir }),
       startDjango({ ...env, DJANGO_SQLITE_PATH: sha1Path, DJANGO_HASHING: 'sha1' }),
-    ]);
-    closers.push(
-      () => sqliteSite.stop(),
-      () => pgSite.stop(),
-      () => fileSite.stop(),
-      () => oldSite.stop(),
-    );
+    ];
+    // Every site that started is stopped after the run, even when another failed to start.
+    for (const site of starting)
+      void site.then(
+        (s) => closers.push(() => s.stop()),
+        () => {},
+      );
+    const [sqliteSite, pgSite, fileSite, oldSite] = (await Promise.all(starting)) as [
+      DjangoSite,
+      DjangoSite,
+      DjangoSite,
+      DjangoSite,
+    ];
     sha1Site = oldSite;
 
     const db = new Database(sqlitePath);
