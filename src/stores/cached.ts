@@ -174,7 +174,22 @@ export function cachedStore(options: CachedStoreOptions): SessionStore {
 
     async clearExpired(now = Date.now(), opts?: ClearExpiredOptions) {
       guard.check();
-      const removed = await store.clearExpired(now, opts);
+      // Passed through, and a final report when the durable store gave none.
+      let reported = false;
+      const onProgress = opts?.onProgress;
+      const removed = await store.clearExpired(
+        now,
+        onProgress === undefined
+          ? opts
+          : {
+              ...opts,
+              onProgress: (progress) => {
+                reported = true;
+                onProgress(progress);
+              },
+            },
+      );
+      if (onProgress !== undefined && !reported) onProgress({ removed });
       try {
         await cache.clearExpired(now);
       } catch (err) {

@@ -285,6 +285,24 @@ describe('cached store', () => {
     }
   });
 
+  it('passes clearExpired progress through, and reports once when the durable store does not', async () => {
+    const durable = memoryStore();
+    const silent: SessionStore = {
+      ...durable,
+      name: 'silent',
+      clearExpired: (now) => durable.clearExpired(now),
+    };
+    const now = Date.now();
+    for (const store of [durable, silent]) {
+      const cached = cachedStore({ cache: memoryStore(), store });
+      await cached.create(newKey(), newRecord({ expiresAt: now - 1 }));
+      const seen: Array<{ removed: number; total?: number }> = [];
+      expect(await cached.clearExpired(now, { onProgress: (p) => seen.push(p) })).toBe(1);
+      expect(seen).toEqual(store === durable ? [{ removed: 1, total: 1 }] : [{ removed: 1 }]);
+    }
+    await durable.close();
+  });
+
   it('keeps cached copies as long as the session only when told cacheTtlMs: Infinity', async () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     try {
