@@ -2,7 +2,8 @@
  * The `satchel` command, run as a real process: `node --import tsx src/cli/index.ts`.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +11,8 @@ import Database from 'better-sqlite3';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StoreEnvError, storeFromEnv, UnknownStoreError } from '../src/cli/config.js';
+import { maskUrl, StoreEnvError, storeFromEnv, UnknownStoreError } from '../src/cli/config.js';
+import { progressLine, startProgress } from '../src/cli/progress.js';
 import {
   createSessions,
   type Sessions,
@@ -169,19 +171,25 @@ describe('satchel clearsessions', () => {
   });
 
   it('exits 1 with a one-line message when the store cannot be opened', async () => {
-    const run = await satchel(['clearsessions'], {
-      SATCHEL_SQLITE_PATH: join(dir, 'no-such-folder', 'sessions.db'),
-    });
+    const path = join(dir, 'not-a-database.db');
+    await writeFile(
+      path,
+      'this is not an SQLite database, only text long enough to be read\n'.repeat(20),
+    );
+    const run = await satchel(['clearsessions'], { SATCHEL_SQLITE_PATH: path });
     expect(run.code).toBe(1);
     expect(run.stdout).toBe('');
-    expect(run.stderr).toMatch(/^satchel clearsessions: \[sqlite\] cannot open .+\n$/);
+    expect(run.stderr).toMatch(/^satchel clearsessions: \[sqlite\] .+: file is not a database\n$/);
     expect(run.stderr.split('\n')).toHaveLength(2);
   });
 
-  it('exits 2 on an unknown SATCHEL_STORE', async () => {
+  it('exits 2 on an unknown SATCHEL_STORE, naming the closest store', async () => {
     const run = await satchel(['clearsessions'], { SATCHEL_STORE: 'mongo' });
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('unknown SATCHEL_STORE "mongo"; expected one of: sqlite, file');
+    const typo = await satchel(['clearsessions', '--store', 'sqlit']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain('unknown --store "sqlit"; did you mean "sqlite"?');
   });
 
   it('exits 2 for the memory store, which lives inside the server process', async () => {
@@ -226,11 +234,28 @@ describe('satchel usage', () => {
   });
 
   it.each([
-    [['frobnicate'], 'satchel: unknown command "frobnicate"'],
-    [['--frobnicate'], 'satchel: unknown option "--frobnicate"'],
-    [['keygen', '--length', '5'], "satchel keygen: Unknown option '--length'"],
-    [['keygen', 'extra'], 'satchel keygen: Unexpected argument'],
-    [['help', 'frobnicate'], 'satchel: unknown command "frobnicate"'],
+    [['frobnicate'], 'satchel: unknown command "frobnicate"\n'],
+    [['--frobnicate'], 'satchel: unknown option "--frobnicate"\n'],
+    [['keygen', '--length', '5'], 'satchel keygen: unknown option "--length"\n'],
+    [['keygen', 'extra'], 'satchel keygen: unexpected argument "extra"'],
+    [['help', 'frobnicate'], 'satchel: unknown command "frobnicate"\n'],
+    [['clearsesions'], 'satchel: unknown command "clearsesions"; did you mean "clearsessions"?'],
+    [['help', 'migrat'], 'satchel: unknown command "migrat"; did you mean "migrate"?'],
+    [['sesions', 'list'], 'satchel: unknown command "sesions"; did you mean "sessions"?'],
+    [['sessions', 'lst'], 'satchel sessions: unknown command "lst"; did you mean "list"?'],
+    [['--verison'], 'satchel: unknown option "--verison"; did you mean "--version"?'],
+    [
+      ['clearsessions', '--sqlite-pth', 'x.db'],
+      'satchel clearsessions: unknown option "--sqlite-pth"; did you mean "--sqlite-path"?',
+    ],
+    [
+      ['clearsessions', '--sqlite_path', 'x.db'],
+      'satchel clearsessions: unknown option "--sqlite_path"; did you mean "--sqlite-path"?',
+    ],
+    [
+      ['sessions', 'list', '--ownr', '42'],
+      'satchel sessions list: unknown option "--ownr"; did you mean "--owner"?',
+    ],
   ])('exits 2 on a usage error: %j', async (args, message) => {
     const run = await satchel(args);
     expect(run.code).toBe(2);
@@ -420,8 +445,8 @@ describe('satchel sessions', () => {
     [['sessions', 'frob'], 'satchel sessions: unknown command "frob"'],
     [['sessions', 'list'], 'satchel sessions list: --owner <id> is required'],
     [['sessions', 'list', '--owner', ''], '--owner must be a user id of 1 to 256 characters'],
-    [['sessions', 'list', '--owner', 'ann', '--frob'], "Unknown option '--frob'"],
-    [['sessions', 'list', '--owner', 'ann', 'extra'], 'Unexpected argument'],
+    [['sessions', 'list', '--owner', 'ann', '--frob'], 'unknown option "--frob"'],
+    [['sessions', 'list', '--owner', 'ann', 'extra'], 'unexpected argument "extra"'],
     [['sessions', 'revoke'], 'satchel sessions revoke: give --owner <id>'],
     [['sessions', 'revoke', '--owner', 'ann', '--handle', 'h'.repeat(43)], 'not both'],
     [['sessions', 'revoke', '--except', 'h'.repeat(43)], '--except applies to --owner'],
@@ -503,11 +528,16 @@ describe('satchel sessions', () => {
   });
 
   it('exits 1 with one line when the store cannot be opened', async () => {
+    const path = join(dir, 'not-a-database-either.db');
+    await writeFile(
+      path,
+      'this is not an SQLite database, only text long enough to be read\n'.repeat(20),
+    );
     const run = await satchel(['sessions', 'count', '--owner', 'ann'], {
-      SATCHEL_SQLITE_PATH: join(dir, 'no-such-folder', 'sessions.db'),
+      SATCHEL_SQLITE_PATH: path,
     });
     expect(run).toMatchObject({ code: 1, stdout: '' });
-    expect(run.stderr).toMatch(/^satchel sessions count: \[sqlite\] cannot open .+\n$/);
+    expect(run.stderr).toMatch(/^satchel sessions count: \[sqlite\] .+: file is not a database\n$/);
   });
 });
 
@@ -671,7 +701,9 @@ describe('satchel clearsessions on the other stores', () => {
     ]);
     expect(run.code).toBe(1);
     expect(run.stdout).toBe('');
-    expect(run.stderr).toMatch(/^satchel clearsessions: \[redis\] clearExpired failed: .+\n$/);
+    expect(run.stderr).toMatch(
+      /^satchel clearsessions: \[redis\] .+ failed: .+ \(redis:\/\/127\.0\.0\.1:9\)\n$/,
+    );
   });
 });
 
@@ -718,7 +750,7 @@ describe('satchel migrate without PostgreSQL', () => {
     expect(unknown.stderr).toContain('unknown --store "mongo"');
     const extra = await satchel(['migrate', '--sqlite-path', 'x.db']);
     expect(extra.code).toBe(2);
-    expect(extra.stderr).toContain("Unknown option '--sqlite-path'");
+    expect(extra.stderr).toContain('unknown option "--sqlite-path"');
   });
 
   it('exits 1 with one line when the database cannot be reached', async () => {
@@ -879,5 +911,274 @@ describeWithService('satchel clearsessions on Redis', await redisUnreachable(), 
       `${prefix}{live-2}`,
     ]);
     expect(await redis.unlink(`other-${prefix}{expired-3}`)).toBe(1);
+  });
+});
+
+describe('a command that reads or cleans a store never creates it', () => {
+  const commands = [
+    ['clearsessions'],
+    ['sessions', 'count'],
+    ['sessions', 'list', '--owner', 'ann'],
+    ['sessions', 'revoke', '--owner', 'ann'],
+  ];
+
+  it('refuses a missing SQLite file with exit 2, names the path and creates nothing', async () => {
+    const path = join(dir, 'typo', 'sesions.db');
+    await mkdir(join(dir, 'typo'));
+    const runs = await Promise.all(
+      commands.map((args) => satchel(args, { SATCHEL_STORE: 'sqlite', SATCHEL_SQLITE_PATH: path })),
+    );
+    for (const [i, run] of runs.entries()) {
+      expect(run.code, commands[i]!.join(' ')).toBe(2);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toContain(`no SQLite database at ${path}: check SATCHEL_SQLITE_PATH`);
+    }
+    expect(await readdir(join(dir, 'typo'))).toEqual([]);
+  });
+
+  it('refuses a missing file-store folder, and cached in front of it, without creating it', async () => {
+    const folder = join(dir, 'no-sessions-here');
+    const runs = await Promise.all([
+      ...commands.map((args) =>
+        satchel(args, { SATCHEL_STORE: 'file', SATCHEL_FILE_PATH: folder }),
+      ),
+      satchel(['clearsessions', '--store', 'cached', '--file-path', folder], {
+        SATCHEL_CACHED_STORE: 'file',
+      }),
+    ]);
+    for (const run of runs) {
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain(
+        `no file-store folder at ${folder}: check SATCHEL_FILE_PATH or --file-path`,
+      );
+    }
+    await expect(stat(folder)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('shows where a relative path points, and refuses a folder given as the SQLite file', async () => {
+    const relative = await satchel(['clearsessions', '--sqlite-path', 'no-such-sessions.db']);
+    expect(relative.code).toBe(2);
+    expect(relative.stderr).toContain(
+      `no SQLite database at no-such-sessions.db (${join(ROOT, 'no-such-sessions.db')})`,
+    );
+    const folder = await satchel(['sessions', 'count'], { SATCHEL_SQLITE_PATH: dir });
+    expect(folder.code).toBe(2);
+    expect(folder.stderr).toContain(`the SQLite database ${dir} is a folder, not a file`);
+  });
+});
+
+/** A TCP server that accepts connections and never says a word, as a hung or firewalled service. */
+async function silentServer(): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+async function timed(run: Promise<Run>): Promise<Run & { ms: number }> {
+  const started = Date.now();
+  const result = await run;
+  return { ...result, ms: Date.now() - started };
+}
+
+describe('an unreachable Redis or PostgreSQL', () => {
+  let silent: Awaited<ReturnType<typeof silentServer>>;
+  beforeAll(async () => {
+    silent = await silentServer();
+  });
+  afterAll(async () => {
+    await silent.close();
+  });
+
+  // The bound is 2 s of waiting; the rest is starting node and tsx (about 1 s here).
+  const WITHIN_MS = 5_000;
+
+  it('reports a Redis that never answers within about 2 s, the password masked', async () => {
+    const run = await timed(
+      satchel(['clearsessions'], {
+        SATCHEL_STORE: 'redis',
+        SATCHEL_REDIS_URL: `redis://:hunter2@127.0.0.1:${silent.port}`,
+      }),
+    );
+    expect(run.code).toBe(1);
+    expect(run.ms).toBeLessThan(WITHIN_MS);
+    expect(run.stderr).toBe(
+      `satchel clearsessions: [redis] no answer from redis://:***@127.0.0.1:${silent.port} within 2 s (is the server up and reachable?)\n`,
+    );
+  });
+
+  it('reports a PostgreSQL that never answers within about 2 s, the password masked', async () => {
+    const url = `postgres://app:hunter2@127.0.0.1:${silent.port}/app`;
+    const [count, migrate] = await Promise.all([
+      timed(
+        satchel(['sessions', 'count'], { SATCHEL_STORE: 'postgres', SATCHEL_DATABASE_URL: url }),
+      ),
+      timed(satchel(['migrate'], { SATCHEL_STORE: 'postgres', SATCHEL_DATABASE_URL: url })),
+    ]);
+    for (const run of [count, migrate]) {
+      expect(run.code).toBe(1);
+      expect(run.ms).toBeLessThan(WITHIN_MS);
+      expect(run.stderr).toContain(`postgres://app:***@127.0.0.1:${silent.port}/app`);
+      expect(run.stderr).not.toContain('hunter2');
+      expect(run.stderr.split('\n')).toHaveLength(2);
+    }
+    expect(count.stderr).toMatch(/^satchel sessions count: \[postgres\] /);
+    expect(migrate.stderr).toMatch(/^satchel migrate: \[postgres\] migrate failed: /);
+  });
+
+  it('reports a refused connection at once, with where it tried', async () => {
+    const run = await timed(
+      satchel(['sessions', 'list', '--owner', '42'], {
+        SATCHEL_STORE: 'cached',
+        SATCHEL_CACHED_STORE: 'postgres',
+        SATCHEL_DATABASE_URL: 'postgres://app:hunter2@127.0.0.1:9/app',
+      }),
+    );
+    expect(run.code).toBe(1);
+    expect(run.ms).toBeLessThan(WITHIN_MS);
+    expect(run.stderr).toMatch(
+      /^satchel sessions list: \[postgres\] .+ \(postgres:\/\/app:\*\*\*@127\.0\.0\.1:9\/app\)\n$/,
+    );
+  });
+});
+
+describe('maskUrl', () => {
+  it('hides a password in a query string, not only in the userinfo, from logs and errors', () => {
+    expect(maskUrl('postgres://app:hunter2@db:5432/app')).toBe('postgres://app:***@db:5432/app');
+    expect(maskUrl('postgres://db/app?user=app&password=hunter2&sslmode=require')).toBe(
+      'postgres://db/app?user=***&password=***&sslmode=require',
+    );
+    expect(maskUrl('rediss://cache:6380/0?token=t0k3n&family=6')).toBe(
+      'rediss://cache:6380/0?token=***&family=6',
+    );
+    // A driver may read a secret from any parameter: only known-harmless ones stay.
+    expect(maskUrl('postgres://db/app?sslpassword=x&sslkey=%2Fk&apikey=y&Auth_Token=z')).toBe(
+      'postgres://db/app?sslpassword=***&sslkey=***&apikey=***&Auth_Token=***',
+    );
+    expect(maskUrl('redis://:pw@h/?secret=s#frag')).toBe('redis://:***@h/?secret=***#***');
+    // Not a URL the parser accepts: masked by pattern.
+    expect(maskUrl('postgres://app:hunter2@[bad/app?password=hunter3')).toBe(
+      'postgres://app:***@[bad/app?password=***',
+    );
+    expect(maskUrl('redis://127.0.0.1:6379')).toBe('redis://127.0.0.1:6379');
+  });
+
+  it('keeps a password given as a query parameter out of the CLI’s messages', async () => {
+    const run = await satchel(['migrate'], {
+      SATCHEL_STORE: 'postgres',
+      SATCHEL_DATABASE_URL: 'postgres://127.0.0.1:9/app?password=hunter2&sslmode=disable',
+    });
+    expect(run.code).toBe(1);
+    expect(run.stderr).not.toContain('hunter2');
+    expect(run.stderr).toContain('postgres://127.0.0.1:9/app?password=***&sslmode=disable');
+  });
+});
+
+describe('the clearsessions progress line', () => {
+  /** A stream that records what is written, as a terminal of `columns` would receive it. */
+  function terminal(isTTY: boolean, columns = 80) {
+    const writes: string[] = [];
+    return { writes, stream: { isTTY, columns, write: (text: string) => writes.push(text) } };
+  }
+
+  it('draws a bar with counts when the store knows the total, a spinner with a count when not', () => {
+    expect(progressLine('Clearing', { removed: 1_500, total: 6_000 }, 2_345, 0, 79)).toBe(
+      'Clearing [██████░░░░░░░░░░░░░░░░░░]  25% 1,500 of 6,000 · 2.3s',
+    );
+    expect(progressLine('Clearing', { removed: 12_000 }, 500, 1, 79)).toBe(
+      '⠙ Clearing… 12,000 removed · 0.5s',
+    );
+    expect(progressLine('Migrating', undefined, 1_000, 0, 79)).toBe('⠋ Migrating… 1.0s');
+  });
+
+  it('shortens a long label to fit the terminal, never the counts', () => {
+    const line = progressLine(`Clearing ${'x'.repeat(200)}`, { removed: 7, total: 9 }, 0, 0, 60);
+    expect(line).toHaveLength(60);
+    expect(line).toMatch(/^Clearing x+… \[█+░+\] {2}77% 7 of 9 · 0\.0s$/);
+  });
+
+  it('redraws the latest counts on a terminal and erases the line when done', async () => {
+    const { writes, stream } = terminal(true);
+    const progress = startProgress(stream, 'Clearing', { delayMs: 0, intervalMs: 5 });
+    progress.update({ removed: 1_000, total: 4_000 });
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    progress.update({ removed: 4_000, total: 4_000 });
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    progress.stop();
+    progress.stop();
+    expect(writes.some((w) => w.includes('1,000 of 4,000'))).toBe(true);
+    expect(writes.some((w) => w.includes(' 100% 4,000 of 4,000'))).toBe(true);
+    expect(writes.every((w) => w.startsWith('\r'))).toBe(true);
+    expect(writes.at(-1)).toBe('\r\x1b[K');
+  });
+
+  it('draws nothing when stderr is not a terminal (a pipe, a cron log)', async () => {
+    const { writes, stream } = terminal(false);
+    const progress = startProgress(stream, 'Clearing', { delayMs: 0, intervalMs: 5 });
+    progress.update({ removed: 10, total: 20 });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    progress.stop();
+    expect(writes).toEqual([]);
+  });
+
+  it('clearsessions on a terminal shows the running count, then only its final line', async () => {
+    // 6,000 expired records: long enough (seconds) for the line to be drawn.
+    const folder = join(dir, 'many-expired');
+    await mkdir(folder, { mode: 0o700 });
+    const store = fileStore({ dir: folder });
+    await store.create('seed', record(Date.now() - 60_000));
+    await store.close();
+    const [written] = await readdir(folder);
+    await Promise.all(
+      Array.from({ length: 5_999 }, (_, i) =>
+        copyFile(join(folder, written!), join(folder, `satchel-copy${String(i).padStart(6, '0')}`)),
+      ),
+    );
+    // `script` gives the command a pseudo-terminal, as an operator's shell would.
+    const command = `${process.execPath} --import tsx src/cli/index.ts clearsessions --store file --file-path ${folder}`;
+    const run = await new Promise<Run>((resolve, reject) => {
+      const child = spawn('script', ['-qec', command, '/dev/null'], {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        timeout: 60_000,
+      });
+      let stdout = '';
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        stdout += chunk;
+      });
+      child.once('error', reject);
+      child.once('close', (code) => resolve({ code, stdout, stderr: '' }));
+    });
+    expect(run.code).toBe(0);
+    // "Erase to the end of the line", spelled out so the patterns below stay readable.
+    const output = run.stdout.replaceAll('\x1b[K', '<erase>');
+    const frames = output.split('\r').filter((frame) => frame.includes('Clearing expired'));
+    expect(frames.length, output).toBeGreaterThan(0);
+    for (const frame of frames) {
+      expect(frame).toMatch(
+        /Clearing expired sessions from file .*(\d[\d,]* removed|\d[\d,]* of \d[\d,]*) · \d+\.\ds<erase>$/,
+      );
+    }
+    expect(output).toMatch(/\r<erase>Removed 6,?000 expired sessions\.\r?\n$/);
+    expect(await readdir(folder)).toEqual([]);
+  });
+
+  it('stays quiet for a run shorter than the delay', async () => {
+    const { writes, stream } = terminal(true);
+    const progress = startProgress(stream, 'Clearing');
+    progress.update({ removed: 3 });
+    progress.stop();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(writes).toEqual([]);
   });
 });

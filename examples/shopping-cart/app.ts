@@ -7,10 +7,12 @@
  * Inside this repository the library is imported from its sources; in your
  * own app import from 'satchel' and 'satchel/express' instead.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import Bowser from 'bowser';
+import { parse as parseCookies } from 'cookie';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import nunjucks from 'nunjucks';
+import { publicMessage } from '../../src/adapters/errors.js';
 import { session } from '../../src/adapters/express.js';
 import {
   type CookieStore,
@@ -26,6 +28,7 @@ import {
   type TransportOption,
 } from '../../src/index.js';
 import { authenticate, DEMO_USERS } from './auth.js';
+import { type CsrfFailure, type CsrfGuard, cookieCsrf, sessionCsrf } from './csrf.js';
 
 // The session's shape, declared once for the whole app; req.session.get('cart')
 // is then a string[]. In your app: `declare module 'satchel' { ... }`. Here the
@@ -34,7 +37,11 @@ declare module '../../src/session.js' {
   interface SessionData {
     /** Item names in the order they were added, as in the tutorial; repeats are quantities. */
     cart: string[];
-    /** The CSRF token every POST form must echo back. */
+    /**
+     * The CSRF secret, on the URL and header transports only (clients without
+     * cookies); with the cookie transport it lives in the `csrftoken` cookie,
+     * so browsing writes no session (csrf.ts).
+     */
     csrf: string;
   }
 }
@@ -149,6 +156,12 @@ export interface CartAppOptions {
    * @default DEMO_USERS: `demo` with the password `demo-password`
    */
   users?: ReadonlyMap<string, string>;
+  /**
+   * Where details of failed requests go (the store's address, stack traces);
+   * visitors only ever see a generic message.
+   * @default console.error
+   */
+  logError?: (message: string, details: Record<string, unknown>) => void;
 }
 
 export interface CartApp {
@@ -200,18 +213,42 @@ function cartLines(cart: readonly string[]) {
   });
 }
 
-function newToken(): string {
-  return randomBytes(32).toString('base64url');
+/** A product's display name, or the item name itself for items not in the catalog. */
+function displayName(item: string): string {
+  return bySlug.get(item)?.name ?? item;
 }
 
-/** Constant-time comparison of the submitted token with the session's. */
-function csrfOk(session: Session, submitted: unknown): boolean {
-  const expected = session.get('csrf');
-  if (typeof expected !== 'string' || typeof submitted !== 'string') return false;
-  const a = Buffer.from(expected);
-  const b = Buffer.from(submitted);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
+/** The 403 page's wording for each reason a POST is refused. */
+const CSRF_REFUSALS: Record<CsrfFailure, { title: string; detail: string }> = {
+  origin: {
+    title: 'Form from another site',
+    detail:
+      'This form was sent from another site, so it was refused: no other site may submit forms in your name. If you pressed a button on this shop, go back, reload the page and try again.',
+  },
+  'missing-secret': {
+    title: 'Form expired',
+    detail:
+      "Your browser did not send this shop's security cookie (csrftoken) with the form. Allow cookies for this site, reload the page and try again.",
+  },
+  token: {
+    title: 'Form expired',
+    detail:
+      'The form was missing its security token or the token did not match. Go back, reload the page and try again.',
+  },
+};
+
+/**
+ * A non-secret cookie set at login and removed at logout: a browser that sends
+ * it without a live signed-in session ended that session without logging out
+ * here (signed out from another device, or expired). See the README.
+ */
+export const SIGNED_IN_COOKIE = 'signed_in';
+/** How long a browser remembers it was signed in: the library's absolute timeout, 30 days. */
+const SIGNED_IN_MAX_AGE_MS = 30 * 24 * 3600 * 1000;
+
+/** Messages for a browser whose sign-in ended elsewhere. */
+export const SIGNED_OUT_ELSEWHERE = 'You were signed out on this device from another device.';
+export const SIGN_IN_EXPIRED = 'Your sign-in expired on this device. Log in again to continue.';
 
 function formatMoney(cents: number): string {
   return `$${(cents / 100).toFixed(2)}`;
@@ -237,7 +274,7 @@ function stamp(date: Date) {
   return { iso, date: iso.slice(0, 10), time: iso.slice(11, 16) };
 }
 
-/** Templates with POST forms, which need a CSRF token. */
+/** Templates with POST forms, which need a CSRF token (so does every page of a signed-in user). */
 const FORM_PAGES = new Set(['catalog.html', 'cart.html', 'login.html', 'devices.html']);
 
 /** Only these local pages may be a redirect target after a POST. */
@@ -253,11 +290,26 @@ function afterLogin(next: unknown): string {
   return typeof next === 'string' && AFTER_LOGIN.has(next) ? next : '/';
 }
 
+/**
+ * "Chrome on Linux" from a User-Agent header, by bowser (a maintained parser);
+ * the raw string when it names neither a known browser nor a system.
+ */
+export function deviceName(userAgent: string | undefined): string {
+  if (!userAgent) return 'Unknown device';
+  const { browser, os, platform } = Bowser.parse(userAgent);
+  const known = Boolean(browser.name);
+  const system = os.name ?? (platform.type ? `${platform.type} device` : undefined);
+  if (known && system) return `${browser.name} on ${system}`;
+  if (system) return `A browser on ${system}`;
+  return userAgent;
+}
+
 /** A device as the devices page shows it. */
 function deviceView(summary: SessionSummary) {
   return {
     handle: summary.handle,
-    name: summary.device.userAgent || 'Unknown device',
+    name: deviceName(summary.device.userAgent),
+    userAgent: summary.device.userAgent ?? '',
     current: summary.current,
     created: stamp(summary.createdAt),
     lastSeen: stamp(summary.lastSeenAt),
@@ -276,6 +328,13 @@ export function createApp(options: CartAppOptions): CartApp {
   const users = options.users ?? DEMO_USERS;
   const sessions = createSessions({ ...options.sessions, store: options.store });
   const transport = transportView(sessions.transport);
+  // Browsers hold the CSRF secret in a cookie; clients without cookies in the session.
+  const csrf: CsrfGuard = transport.kind === 'cookie' ? cookieCsrf() : sessionCsrf();
+  // Only clients that keep cookies can be told their sign-in ended elsewhere.
+  const remembersSignIn = transport.kind !== 'header';
+  const logError =
+    options.logError ??
+    ((message: string, details: Record<string, unknown>) => console.error(message, details));
 
   const templates = new nunjucks.Environment(
     new nunjucks.FileSystemLoader(fileURLToPath(new URL('./templates/', import.meta.url))),
@@ -304,7 +363,7 @@ export function createApp(options: CartAppOptions): CartApp {
     const before = session.get('cart', []).length;
     const after = session.update('cart', addItem(item, maxCartItems)).length;
     return after > before
-      ? { level: 'success', text: `Added ${item}` }
+      ? { level: 'success', text: `Added ${displayName(item)}` }
       : { level: 'error', text: `Your cart is full (${maxCartItems} items)` };
   }
 
@@ -318,17 +377,15 @@ export function createApp(options: CartAppOptions): CartApp {
   ): Promise<void> {
     const s = req.session;
     // Read before save(): saving consumes the flash values of this request.
-    const message = s.getFlash<Message>('message');
+    const messages = [signInEnded(req, res), s.getFlash<Message>('message')].filter(
+      (m): m is Message => m !== undefined,
+    );
     const isNew = s.isNew;
     const user = s.owner;
-    // Pages with forms need a token, which starts a session; error pages do
-    // not, so a crawler hitting 404s does not fill the store. Every page of a
-    // signed-in user has the log-out form.
-    if ((FORM_PAGES.has(template) || user !== undefined) && !s.has('csrf')) {
-      const token = newToken();
-      // If a parallel first request stored a token already, keep that one.
-      s.update('csrf', (current) => current ?? token);
-    }
+    if (user !== undefined && remembersSignIn) rememberSignIn(req, res);
+    // Forms need a token (every page of a signed-in user has the log-out form);
+    // with the cookie transport it costs a cookie, never a session write.
+    const token = FORM_PAGES.has(template) || user !== undefined ? csrf.token(req, res) : '';
     // Save before rendering so the page shows the merged cart (another tab may
     // have saved first) and the token the store really holds.
     await s.save();
@@ -341,9 +398,9 @@ export function createApp(options: CartAppOptions): CartApp {
       // is this request's session, passed with this render, never a shared global.
       url: (path: string) => s.encodeUrl(path),
       products: PRODUCTS,
-      message,
+      messages,
       user,
-      csrf: s.get('csrf'),
+      csrf: token,
       cart: cartLines(cart),
       cartCount: cart.length,
       total: cart.reduce((sum, item) => sum + (bySlug.get(item)?.price ?? 0), 0),
@@ -352,6 +409,8 @@ export function createApp(options: CartAppOptions): CartApp {
         store: storeDescription,
         sealed,
         isNew,
+        // An empty new session is not stored: a visitor who only browsed has none.
+        stored: !isNew || !s.isEmpty(),
         expiresAt: s.expiresAt.toISOString(),
         expiresAtText: `${s.expiresAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`,
         expiresIn: fromNow(s.expiresAt),
@@ -377,21 +436,63 @@ export function createApp(options: CartAppOptions): CartApp {
     );
   }
 
-  /** Checks the CSRF token of a POST; answers 403 and returns false when it is wrong. */
+  /** Checks the CSRF token of a POST; answers 403 with the reason and returns false when it is wrong. */
   async function checkCsrf(req: Request, res: Response): Promise<boolean> {
-    if (csrfOk(req.session, req.body?.csrf)) return true;
-    await page(
-      req,
-      res,
-      'error.html',
-      {
-        title: 'Form expired',
-        detail:
-          'The form was missing its security token or the token did not match your session. Go back, reload the page and try again.',
-      },
-      403,
-    );
+    const failure = csrf.check(req);
+    if (failure === undefined) return true;
+    await page(req, res, 'error.html', CSRF_REFUSALS[failure], 403);
     return false;
+  }
+
+  /** Whether the request carried a session cookie (a stale one included). */
+  function sentSessionCookie(req: Request): boolean {
+    const header = req.headers.cookie;
+    return header !== undefined && parseCookies(header)[sessions.cookie.name] !== undefined;
+  }
+
+  function hasSignInCookie(req: Request): boolean {
+    const header = req.headers.cookie;
+    return header !== undefined && parseCookies(header)[SIGNED_IN_COOKIE] !== undefined;
+  }
+
+  /** Remembers, client-side and non-secret, that this browser is signed in. */
+  function rememberSignIn(req: Request, res: Response): void {
+    if (hasSignInCookie(req)) return;
+    res.cookie(SIGNED_IN_COOKIE, '1', {
+      httpOnly: true,
+      sameSite: 'lax',
+      secure: req.secure,
+      path: '/',
+      // Gone with the browser when the session cookie is, else kept past the session.
+      ...(req.session.expireAtBrowserClose ? {} : { maxAge: SIGNED_IN_MAX_AGE_MS }),
+    });
+  }
+
+  function forgetSignIn(req: Request, res: Response): void {
+    if (hasSignInCookie(req)) {
+      res.clearCookie(SIGNED_IN_COOKIE, {
+        httpOnly: true,
+        sameSite: 'lax',
+        secure: req.secure,
+        path: '/',
+      });
+    }
+  }
+
+  /**
+   * The notice for a browser that was signed in here and did not log out, but
+   * whose session is gone: its session cookie still came (the browser keeps it
+   * as long as the session lives), so the session was ended on the server —
+   * from another device; or no session cookie came, so it expired. Told once.
+   */
+  function signInEnded(req: Request, res: Response): Message | undefined {
+    if (!remembersSignIn || req.session.owner !== undefined || !hasSignInCookie(req)) {
+      return undefined;
+    }
+    forgetSignIn(req, res);
+    return sentSessionCookie(req) && req.session.isNew
+      ? { level: 'info', text: SIGNED_OUT_ELSEWHERE }
+      : { level: 'info', text: SIGN_IN_EXPIRED };
   }
 
   function back(req: Request): string {
@@ -442,16 +543,24 @@ export function createApp(options: CartAppOptions): CartApp {
     req.session.flash(
       'message',
       had
-        ? { level: 'info', text: `Removed one ${item}` }
-        : { level: 'error', text: `${item} is not in your cart` },
+        ? { level: 'info', text: `Removed one ${displayName(item)}` }
+        : { level: 'error', text: `${displayName(item)} is not in your cart` },
     );
     redirect(req, res, 303, back(req));
   });
 
   app.post('/cart/clear', async (req, res) => {
     if (!(await checkCsrf(req, res))) return;
+    const count = req.session.get('cart', []).length;
     req.session.delete('cart');
-    req.session.flash('message', { level: 'info', text: 'Your cart is empty now' });
+    // The cart page says it is empty; the message says what was done, so the page
+    // does not say "empty" twice.
+    if (count > 0) {
+      req.session.flash('message', {
+        level: 'info',
+        text: `Removed ${count === 1 ? 'the only item' : `all ${count} items`} from your cart`,
+      });
+    }
     redirect(req, res, 303, back(req));
   });
 
@@ -483,8 +592,9 @@ export function createApp(options: CartAppOptions): CartApp {
     s.cycleKey();
     // Ties the session to the user, for the devices page and "sign out everywhere".
     s.setOwner(user, { userAgent: req.get('user-agent')?.slice(0, MAX_USER_AGENT) });
-    // And a new CSRF token, as Django rotates it at login.
-    s.set('csrf', newToken());
+    // And a new CSRF secret, as Django rotates it at login.
+    csrf.rotate(req, res);
+    if (remembersSignIn) rememberSignIn(req, res);
     s.flash('message', { level: 'success', text: `Signed in as ${user}` });
     // After cycleKey: in URL mode the Location carries the new ID, never the old one.
     redirect(req, res, 303, next);
@@ -497,6 +607,7 @@ export function createApp(options: CartAppOptions): CartApp {
     // Data and ID go: the record is deleted, and so is the cookie. There is
     // no session left to carry, so the redirect carries no ID either.
     req.session.flush();
+    forgetSignIn(req, res);
     res.redirect(303, '/');
   });
 
@@ -554,6 +665,7 @@ export function createApp(options: CartAppOptions): CartApp {
     if (device.current) {
       // Signing out this device is logging out: no session, so no ID in the redirect.
       req.session.flush();
+      forgetSignIn(req, res);
       return res.redirect(303, '/');
     }
     await sessions.revoke(device.handle);
@@ -590,22 +702,31 @@ export function createApp(options: CartAppOptions): CartApp {
     page(req, res, 'error.html', { title: 'Page not found', detail: req.path }, 404),
   );
 
-  app.use((err: unknown, _req: Request, res: Response, next: NextFunction) => {
+  // Errors from the handlers. Visitors get a generic page: a store error's
+  // message names the store's host and port, which is for the log only.
+  app.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
     if (res.headersSent) return next(err);
     let status = 500;
-    let text = 'Internal Server Error';
+    let detail = 'Something went wrong on our side. Please try again in a moment.';
     if (SatchelError.is(err)) {
-      // The store is down (503) or another satchel error: a plain message, as the adapter answers.
+      // The store is down (503) or another satchel error: the public message the adapters answer with.
       status = err.status;
-      text = err.message.replace(/^\[satchel\] /, '');
+      detail = publicMessage(err).trim();
+      logError(`${req.method} ${req.path} failed: ${err.message}`, {
+        code: err.code,
+        status,
+        cause: String(err.cause ?? ''),
+      });
     } else if (clientError(err)) {
-      // From the body parser: too large, malformed.
+      // From the body parser (too large, malformed): the visitor's own mistake, said as it is.
       status = err.status;
-      text = err.message;
+      detail = err.message;
     } else {
-      console.error(err);
+      logError(`${req.method} ${req.path} failed`, { error: err });
     }
-    res.status(status).type('text/plain').set('cache-control', 'no-store').send(`${text}\n`);
+    // Rendered without the session: it may be the session store that failed.
+    const html = templates.render('failure.html', { status, detail });
+    res.status(status).type('html').set('cache-control', 'no-store').send(html);
   });
 
   return {

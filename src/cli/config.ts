@@ -1,8 +1,11 @@
-import { createRequire } from 'node:module';
+import { statSync } from 'node:fs';
 import { userInfo } from 'node:os';
+import { resolve } from 'node:path';
 import type { Pool } from 'pg';
 import { SatchelError, StoreUnavailableError } from '../errors.js';
 import type { CookieStore, SessionStore } from '../store.js';
+import { loadPeer } from '../stores/kit.js';
+import { didYouMean } from '../validate.js';
 
 /** The environment variables the `satchel` CLI and the example app read. */
 export interface StoreEnv {
@@ -39,6 +42,24 @@ export interface StoreChoice {
   store: SessionStore | CookieStore;
   /** The PostgreSQL table this store needs created (`satchel migrate`), if it keeps one. */
   migration?: MigrationTarget;
+  /**
+   * For a store behind a network connection (redis, postgres, cached over
+   * either): where it is, passwords and secret query values masked. The CLI
+   * uses it to bound and report the first contact.
+   */
+  remote?: string;
+}
+
+/** How `storeFromEnv` opens the store. */
+export interface OpenOptions {
+  /**
+   * Whether a missing SQLite database file or file-store folder may be
+   * created. The app creates them on first use; the CLI's read-only and
+   * cleanup commands pass `false`, so a typo in a path is reported instead of
+   * creating an empty store and reporting 0.
+   * @default true
+   */
+  create?: boolean;
 }
 
 /** Where `satchel migrate` creates the postgres store's tables. */
@@ -71,8 +92,9 @@ export class UnknownStoreError extends StoreEnvError {
     readonly storeName: string,
     source = 'SATCHEL_STORE',
   ) {
+    const near = didYouMean(storeName.trim(), storeNames());
     super(
-      `unknown ${source} ${JSON.stringify(storeName)}; expected one of: ${storeNames().join(', ')}`,
+      `unknown ${source} ${JSON.stringify(storeName)}; ${near ? `did you mean "${near}"? ` : ''}expected one of: ${storeNames().join(', ')}`,
     );
     this.name = 'UnknownStoreError';
   }
@@ -86,23 +108,27 @@ export const DEFAULT_CACHED_STORE = 'postgres';
 export const DEFAULT_CACHE = 'memory';
 /** A per-process memory cache re-reads the shared durable store after this long. */
 export const DEFAULT_MEMORY_CACHE_TTL_MS = 5_000;
+/** How long the CLI waits for a first answer from Redis or PostgreSQL before reporting it unreachable. */
+export const CONNECT_TIMEOUT_MS = 2_000;
 
 type Opened = Omit<StoreChoice, 'name'>;
-type StoreFactory = (env: StoreEnv) => Promise<Opened>;
+type StoreFactory = (env: StoreEnv, open: Required<OpenOptions>) => Promise<Opened>;
 
 // Each entry imports its store only when chosen, so a store whose driver is an
 // optional peer dependency (redis, postgres) costs nothing to the others.
 // A new store plugs in as one more entry here.
 const factories: Record<string, StoreFactory> = {
-  async sqlite(env) {
+  async sqlite(env, open) {
     const { sqliteStore } = await import('../stores/sqlite.js');
     const path = env.SATCHEL_SQLITE_PATH || './satchel-sessions.db';
+    if (!open.create) mustExist('file', path, 'SQLite database', 'SATCHEL_SQLITE_PATH');
     return { description: `sqlite (${path})`, store: sqliteStore({ path }) };
   },
-  async file(env) {
+  async file(env, open) {
     const { fileStore } = await import('../stores/file.js');
     const { tmpdir } = await import('node:os');
     const dir = env.SATCHEL_FILE_PATH || tmpdir();
+    if (!open.create) mustExist('folder', dir, 'file-store folder', 'SATCHEL_FILE_PATH');
     return { description: `file (${dir})`, store: fileStore({ dir }) };
   },
   async memory() {
@@ -118,6 +144,7 @@ const factories: Record<string, StoreFactory> = {
     return {
       description: `redis (${maskUrl(url)}, prefix ${prefix})`,
       store: redisStore({ url, prefix }),
+      remote: maskUrl(url),
     };
   },
   async postgres(env) {
@@ -127,14 +154,15 @@ const factories: Record<string, StoreFactory> = {
       description: `postgres (${target.shownUrl}, table ${target.table})`,
       store: postgresStore({ connectionString: target.url, table: target.table }),
       migration: target,
+      remote: target.shownUrl,
     };
   },
-  async cached(env) {
+  async cached(env, open) {
     const durableName = cachedDurableName(env);
     const cacheName = cacheNameOf(env);
     const ttlMs = cacheTtl(env, cacheName);
     const { cachedStore } = await import('../stores/cached.js');
-    const durable = await factories[durableName]!(env);
+    const durable = await factories[durableName]!(env, open);
     let cache: SessionStore;
     try {
       if (cacheName === 'redis') {
@@ -164,6 +192,11 @@ const factories: Record<string, StoreFactory> = {
         ...(ttlMs !== undefined && { cacheTtlMs: ttlMs }),
       }),
       ...(durable.migration !== undefined && { migration: durable.migration }),
+      ...((cacheName === 'redis' || durable.remote !== undefined) && {
+        remote: [cacheName === 'redis' ? maskUrl(redisTarget(env).url) : '', durable.remote ?? '']
+          .filter((where) => where !== '')
+          .join(' and '),
+      }),
     };
   },
   async cookie(env) {
@@ -199,12 +232,14 @@ export function selectedStore(env: StoreEnv): string {
  * or options the store refuses, throw StoreEnvError (UnknownStoreError for an
  * unknown name); a store that cannot be opened throws its own satchel error.
  * Stores with a server connect lazily or in the background: a service that
- * is down shows up as StoreUnavailableError on first use, not here.
+ * is down shows up as StoreUnavailableError on first use, not here. With
+ * `create: false`, a missing SQLite file or file-store folder is a
+ * StoreEnvError naming the path, and nothing is created.
  */
-export async function storeFromEnv(env: StoreEnv): Promise<StoreChoice> {
+export async function storeFromEnv(env: StoreEnv, options: OpenOptions = {}): Promise<StoreChoice> {
   const name = selectedStore(env);
   try {
-    return { name, ...(await factories[name]!(env)) };
+    return { name, ...(await factories[name]!(env, { create: options.create ?? true })) };
   } catch (err) {
     // Options built from the environment that the store refuses (a bad table
     // name, a prefix with braces, a missing driver) are the environment's fault.
@@ -243,11 +278,11 @@ export async function runMigration(target: MigrationTarget): Promise<MigrationRe
     }
     throw err;
   }
-  const require = createRequire(import.meta.url);
-  const pg = require('pg') as typeof import('pg');
+  const pg = loadPeer<typeof import('pg')>('postgres', 'pg', 'npm install pg');
   const pool: Pool = new pg.Pool({
     connectionString: withDefaultUser(target.url),
-    connectionTimeoutMillis: 5_000,
+    // An unreachable database is reported in about 2 s, not after a TCP timeout.
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     max: 1,
     allowExitOnIdle: true,
   });
@@ -273,7 +308,11 @@ export async function runMigration(target: MigrationTarget): Promise<MigrationRe
     try {
       before = await present();
     } catch (err) {
-      throw new StoreUnavailableError('postgres', `migrate failed: ${describeError(err)}`, err);
+      throw new StoreUnavailableError(
+        'postgres',
+        `migrate failed: ${describeError(err)} (${target.shownUrl})`,
+        err,
+      );
     }
     await migrate({ pool, table: target.table });
     const created = objects.filter((_, i) => !before[i]).map(([kind, name]) => `${kind} ${name}`);
@@ -372,15 +411,92 @@ function cookieSecrets(env: StoreEnv): string[] {
   return secrets;
 }
 
-/** `url` with its password replaced by `***`, for logs and pages. */
-function maskUrl(url: string): string {
+/**
+ * Query parameters whose values stay visible in `maskUrl`: connection
+ * settings that help to read a log and hold no secret. Every other query
+ * value is masked, since a driver may take a password or a token from any
+ * parameter (`?password=`, `?sslpassword=`, `?token=`, `?auth=`, …).
+ */
+const PLAIN_QUERY_PARAMS = new Set([
+  'application_name',
+  'connect_timeout',
+  'db',
+  'family',
+  'host',
+  'port',
+  'sslmode',
+  'tls',
+  'options',
+  'target_session_attrs',
+]);
+
+/**
+ * `url` for logs and pages: the password in the userinfo and every query
+ * value but a few harmless connection settings replaced by `***`. A string
+ * that is not a URL is masked the same way by pattern.
+ */
+export function maskUrl(url: string): string {
+  let parsed: URL;
   try {
-    const parsed = new URL(url);
-    if (parsed.password === '') return url;
-    parsed.password = '***';
-    return parsed.toString();
+    parsed = new URL(url);
   } catch {
-    return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@');
+    return url
+      .replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@')
+      .replace(/([?&][^=&#]+)=[^&#]*/g, (match, name: string) =>
+        PLAIN_QUERY_PARAMS.has(name.slice(1).toLowerCase()) ? match : `${name}=***`,
+      );
+  }
+  if (parsed.password !== '') parsed.password = '***';
+  // Rebuilt by hand: URLSearchParams would percent-encode the `***`.
+  if (parsed.search !== '') {
+    const query = parsed.search
+      .slice(1)
+      .split('&')
+      .map((pair) => {
+        const eq = pair.indexOf('=');
+        if (eq === -1) return pair;
+        const name = pair.slice(0, eq);
+        return PLAIN_QUERY_PARAMS.has(safeDecode(name).toLowerCase()) ? pair : `${name}=***`;
+      })
+      .join('&');
+    parsed.search = `?${query}`;
+  }
+  if (parsed.hash !== '') parsed.hash = '***';
+  return parsed.toString();
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text.replace(/\+/g, ' '));
+  } catch {
+    return text;
+  }
+}
+
+/**
+ * Refuses a missing `path` (or one of the wrong kind) with a StoreEnvError
+ * naming it: a command that should only read or clean a store never creates one.
+ */
+function mustExist(kind: 'file' | 'folder', path: string, what: string, variable: string): void {
+  const option = `--${variable
+    .replace(/^SATCHEL_/, '')
+    .toLowerCase()
+    .replaceAll('_', '-')}`;
+  const shown = resolve(path) === path ? path : `${path} (${resolve(path)})`;
+  let isFolder: boolean;
+  try {
+    isFolder = statSync(path).isDirectory();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') return; // the store reports it
+    throw new StoreEnvError(
+      `no ${what} at ${shown}: check ${variable} or ${option} (this command creates nothing; the app creates the ${kind} on first use)`,
+    );
+  }
+  if (isFolder !== (kind === 'folder')) {
+    throw new StoreEnvError(
+      `the ${what} ${shown} is a ${isFolder ? 'folder' : 'file'}, not a ${kind}: check ${variable} or ${option}`,
+    );
   }
 }
 

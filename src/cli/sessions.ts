@@ -10,6 +10,8 @@ import { isCookieStore } from '../store.js';
 import { selectedStore, storeFromEnv } from './config.js';
 import {
   type Command,
+  checkReachable,
+  closeSoon,
   EXIT_OK,
   envWith,
   fromEnv,
@@ -49,8 +51,10 @@ Each prints an aligned table, or JSON with --json, and takes the store options
 of clearsessions (--store, --sqlite-path, ...; default: the SATCHEL_* variables).
 Run "satchel sessions <command> --help" for details.
 
-Exit codes: 0 success; 1 the store is unavailable; 2 a usage error, or a store
-that cannot do it (memory, cookie, or a store without an owner index).
+Exit codes: 0 success; 1 the store is unavailable (Redis and PostgreSQL must
+answer within 2 s); 2 a usage error, a store that cannot do it (memory, cookie,
+or a store without an owner index), or a SQLite file or file-store folder that
+does not exist (these commands never create one).
 `;
 
 interface SessionsValues {
@@ -79,10 +83,18 @@ async function withSessions<T>(
       `the cookie store keeps sessions in the browsers, not on the server: there is nothing to ${what} (rotating SATCHEL_SECRET invalidates every cookie)`,
     );
   }
-  const choice = await fromEnv(values, () => storeFromEnv(env));
+  // Listing, counting or revoking never creates a store: a mistyped path is
+  // reported, not answered with "no sessions" from a new empty database.
+  const choice = await fromEnv(values, () => storeFromEnv(env, { create: false }));
   if (isCookieStore(choice.store)) {
-    await choice.store.close().catch(() => {});
+    await closeSoon(choice.store);
     throw new UsageError(`the ${choice.name} store keeps nothing on the server to ${what}`);
+  }
+  try {
+    await checkReachable(choice);
+  } catch (err) {
+    await closeSoon(choice.store);
+    throw err;
   }
   const sessions = createSessions({
     store: choice.store,
@@ -101,7 +113,7 @@ async function withSessions<T>(
     }
     throw err;
   } finally {
-    await sessions.close().catch(() => {});
+    await closeSoon(sessions);
   }
 }
 

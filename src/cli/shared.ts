@@ -3,7 +3,17 @@
  * parsing and the command-line options that select a store.
  */
 import { parseArgs } from 'node:util';
-import { type StoreEnv, StoreEnvError, storeNames, UnknownStoreError } from './config.js';
+import { SatchelError, StoreUnavailableError } from '../errors.js';
+import { isCookieStore } from '../store.js';
+import { didYouMean } from '../validate.js';
+import {
+  CONNECT_TIMEOUT_MS,
+  type StoreChoice,
+  type StoreEnv,
+  StoreEnvError,
+  storeNames,
+  UnknownStoreError,
+} from './config.js';
 
 export const EXIT_OK = 0;
 /** A runtime failure: the store is down or cannot be opened. Trying again later may work. */
@@ -89,7 +99,10 @@ export async function fromEnv<T>(
 
 type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 
-/** parseArgs in strict mode; a bad option or a stray argument is a UsageError. */
+/**
+ * parseArgs in strict mode; a bad option or a stray argument is a UsageError.
+ * An unknown option names the closest known one (`--sqlite-pth` → `--sqlite-path`).
+ */
 export function parse<O extends Options>(
   args: string[],
   options: O,
@@ -99,6 +112,94 @@ export function parse<O extends Options>(
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    const { code, message } = err as NodeJS.ErrnoException;
+    const given = /'([^']+)'/.exec(message)?.[1];
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && given !== undefined) {
+      const known = [...Object.keys(options ?? {}).map((name) => `--${name}`), '--help'];
+      throw new UsageError(unknownWord('option', given, known));
+    }
+    if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' && given !== undefined) {
+      throw new UsageError(`unexpected argument "${given}": this command takes only options`);
+    }
+    throw new UsageError(message);
   }
+}
+
+/** `unknown command "clearsesions"; did you mean "clearsessions"?` */
+export function unknownWord(kind: string, word: string, known: readonly string[]): string {
+  // Options are compared without their dashes, so `-sqlite-path` finds `--sqlite-path`.
+  const bare = (text: string) => text.replace(/^-+/, '');
+  const near = didYouMean(
+    bare(word),
+    known.map((candidate) => bare(candidate)),
+  );
+  const suggestion = near === undefined ? undefined : known.find((k) => bare(k) === near);
+  return suggestion === undefined
+    ? `unknown ${kind} "${word}"`
+    : `unknown ${kind} "${word}"; did you mean "${suggestion}"?`;
+}
+
+// A key no session can have (session keys are 43-character hashes), for a read that finds nothing.
+const PROBE_KEY = 'satchel-cli-probe';
+
+/**
+ * Bounds the first contact with a store behind a network connection (Redis,
+ * PostgreSQL): one read of a key that does not exist must answer within
+ * `ms`, or the store is reported unreachable with its masked URL. Without it
+ * a server that accepts connections but never answers would hold a cron job
+ * until the driver's command timeout. Local stores are not probed.
+ */
+export async function checkReachable(
+  choice: StoreChoice,
+  ms: number = CONNECT_TIMEOUT_MS,
+): Promise<void> {
+  if (choice.remote === undefined || isCookieStore(choice.store)) return;
+  const where = choice.remote;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new StoreUnavailableError(
+            choice.name,
+            `no answer from ${where} within ${ms / 1000} s (is the server up and reachable?)`,
+          ),
+        ),
+      ms,
+    );
+  });
+  try {
+    await Promise.race([choice.store.get(PROBE_KEY), deadline]);
+  } catch (err) {
+    // The store's own message, with where it tried (masked): drivers name only host and port.
+    if (
+      SatchelError.is(err) &&
+      err.code === 'ERR_SATCHEL_STORE_UNAVAILABLE' &&
+      !err.message.includes(where)
+    ) {
+      const text = err.message.replace(/^\[satchel\] /, '');
+      const inner = /^\[([^\]]+)\] (.*)$/s.exec(text);
+      throw new StoreUnavailableError(
+        inner?.[1] ?? choice.name,
+        `${inner?.[2] ?? text} (${where})`,
+        err,
+      );
+    }
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Closes a store, waiting at most `ms`: a store that never answered may never finish closing. */
+export async function closeSoon(store: { close(): Promise<void> }, ms = 1_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    store.close().catch(() => {}),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+      timer.unref();
+    }),
+  ]);
+  clearTimeout(timer);
 }

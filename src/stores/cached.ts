@@ -1,19 +1,25 @@
-import { ConfigError, StoreUnavailableError } from '../errors.js';
-import type { SessionStore, StoredSession, UpdateResult } from '../store.js';
+import { ConfigError } from '../errors.js';
+import type { ClearExpiredOptions, SessionStore, StoredSession, UpdateResult } from '../store.js';
+import {
+  checkOptions,
+  consoleLogger,
+  type OpenGuard,
+  openGuard,
+  positiveInteger,
+  type StoreLogger,
+} from './kit.js';
 
 /** Where the cached store reports cache failures; the manager's `logger` fits. */
-export interface CachedStoreLogger {
-  warn(message: string, details?: Record<string, unknown>): void;
-}
+export type CachedStoreLogger = StoreLogger;
 
 export interface CachedStoreOptions {
   /**
    * The fast store in front, such as `redisStore()` or `memoryStore()`. It
    * may lose anything at any time: every write goes to `store` first, and any
    * error it throws is logged and answered from `store` instead. Processes
-   * that share `store` should share this cache too: a per-process cache in
-   * front of a shared database serves a read that another process has since
-   * changed (for up to `cacheTtlMs`), though it never loses a write.
+   * that share `store` may each have their own cache (a `memoryStore()`):
+   * a logout or revocation in one process then reaches the others within
+   * `cacheTtlMs`.
    * @default — required
    */
   cache: SessionStore;
@@ -25,11 +31,14 @@ export interface CachedStoreOptions {
    */
   store: SessionStore;
   /**
-   * How long a cached copy may answer reads before the durable store is read
-   * again. Bounds how long a process that does not share the cache can serve
-   * a record another process has changed. Unset, a cached copy lasts as long
-   * as its session.
-   * @default undefined (as long as the session)
+   * How long a cached copy may answer reads, counted from when it was read
+   * from (or written to) the durable store; touches do not extend it. This
+   * bounds how long a process whose cache is its own keeps serving a session
+   * that another process has changed, logged out or revoked: with the
+   * default, a revocation is seen everywhere within 5 seconds. Pass
+   * `Infinity` only when every process shares one cache (one Redis), where a
+   * destroy reaches every process at once.
+   * @default 5_000
    */
   cacheTtlMs?: number;
   /**
@@ -40,6 +49,8 @@ export interface CachedStoreOptions {
   logger?: CachedStoreLogger;
 }
 
+const KNOWN: (keyof CachedStoreOptions)[] = ['cache', 'store', 'cacheTtlMs', 'logger'];
+
 // How the cache stays behind the truth, never ahead of it, and never far:
 // - it is written only after the durable store, with what the durable store
 //   now holds (after a write) or returned (after a miss);
@@ -49,7 +60,10 @@ export interface CachedStoreOptions {
 // - a destroy leaves a tombstone for a while, so a read that fetched the
 //   record just before the destroy cannot put it back;
 // - after a failed compare-and-set or cache write, reads of that key go to the
-//   durable store until a cache write succeeds.
+//   durable store until a cache write succeeds;
+// - a copy answers reads for cacheTtlMs after it was read from the durable
+//   store, then the durable store is asked again, so a change made through
+//   another process's cache is seen within that bound.
 // A cached entry is the record with `data` prefixed by
 // `<staleAfter>|<owner length>|<owner>`: the time its copy stops answering
 // reads (empty: when the session expires), then the owner (an empty length:
@@ -63,10 +77,6 @@ const CACHE_ATTEMPTS = 3;
 /** Bound on keys this process reads from the durable store until the cache is repaired. */
 const MAX_SUSPECTS = 10_000;
 
-const defaultLogger: CachedStoreLogger = {
-  warn: (message, details) => console.warn(message, details ?? ''),
-};
-
 /**
  * Any cache store in front of any durable store, as Django's `cached_db`:
  * reads are served from the cache and fall back to the durable store (filling
@@ -76,13 +86,138 @@ const defaultLogger: CachedStoreLogger = {
  * goes to the durable store, so a retry never loops on a stale cached copy.
  * A failing cache is logged and never fails a request.
  *
- * Cached copies carry the session's own `expiresAt`, so they expire with it.
+ * A cached copy answers for at most `cacheTtlMs` (5 s by default) after it
+ * was read from the durable store, and never past the session's `expiresAt`.
  * Locks and the owner index are the durable store's, when it has them.
  */
 export function cachedStore(options: CachedStoreOptions): SessionStore {
-  const { cache, store } = options;
-  const cacheTtlMs = options.cacheTtlMs;
-  const logger = options.logger ?? defaultLogger;
+  const { cache, store, cacheTtlMs, logger } = resolveOptions(options);
+  const name = `cached(${store.name})`;
+  const guard = openGuard(name);
+  const keeper = cacheKeeper(name, cache, store, cacheTtlMs, logger);
+
+  const cached: SessionStore = {
+    name,
+
+    async get(key) {
+      guard.check();
+      const suspected = keeper.suspects.has(key);
+      let found: StoredSession | undefined;
+      if (!suspected) {
+        try {
+          found = await cache.get(key);
+        } catch (err) {
+          keeper.warn('get', err);
+        }
+      }
+      // A tombstone: destroyed a moment ago. Read the truth, and fill nothing.
+      if (found?.version === TOMBSTONE_VERSION) return store.get(key);
+      if (found !== undefined) {
+        const hit = unwrap(found, Date.now());
+        if (hit !== undefined) return hit;
+      }
+      const readAt = Date.now();
+      const record = await store.get(key);
+      if (record !== undefined) {
+        const expected = found === undefined ? 'empty' : found.version;
+        await keeper.write('write', key, () => keeper.put(key, record, readAt, expected));
+      } else if (suspected || found !== undefined) {
+        // The cache may hold a copy the durable store no longer has.
+        await keeper.write('destroy', key, () => keeper.bury(key));
+      }
+      return record;
+    },
+
+    async create(key, record) {
+      guard.check();
+      const writtenAt = Date.now();
+      if (!(await store.create(key, record))) return false;
+      // A new record under this key: whatever the cache still holds for it
+      // (an expired session, a tombstone) is older.
+      await keeper.write('write', key, () => keeper.put(key, record, writtenAt, 'empty', true));
+      return true;
+    },
+
+    async update(key, record, expectedVersion): Promise<UpdateResult> {
+      guard.check();
+      const writtenAt = Date.now();
+      const result = await store.update(key, record, expectedVersion);
+      if (result === 'ok') {
+        await keeper.write('write', key, () => keeper.put(key, record, writtenAt, expectedVersion));
+      } else {
+        // The caller worked from a stale copy, perhaps the cache's: its reload
+        // must read the truth.
+        keeper.suspect(key);
+        if (result === 'missing') await keeper.write('destroy', key, () => keeper.bury(key));
+      }
+      return result;
+    },
+
+    async touch(key, expiresAt) {
+      guard.check();
+      await store.touch(key, expiresAt);
+      // The cached copy keeps its version, so a concurrent update still wins,
+      // and its staleAfter, so a touch never keeps a revoked copy alive.
+      try {
+        await cache.touch(key, expiresAt);
+      } catch (err) {
+        keeper.warn('touch', err);
+        keeper.suspect(key);
+      }
+    },
+
+    async destroy(key) {
+      guard.check();
+      await store.destroy(key);
+      await keeper.write('destroy', key, () => keeper.bury(key));
+    },
+
+    async clearExpired(now = Date.now(), opts?: ClearExpiredOptions) {
+      guard.check();
+      // Passed through, and a final report when the durable store gave none.
+      let reported = false;
+      const onProgress = opts?.onProgress;
+      const removed = await store.clearExpired(
+        now,
+        onProgress === undefined
+          ? opts
+          : {
+              ...opts,
+              onProgress: (progress) => {
+                reported = true;
+                onProgress(progress);
+              },
+            },
+      );
+      if (onProgress !== undefined && !reported) onProgress({ removed });
+      try {
+        await cache.clearExpired(now);
+      } catch (err) {
+        keeper.warn('clearExpired', err);
+      }
+      return removed;
+    },
+
+    async close() {
+      if (!guard.close()) return;
+      keeper.suspects.clear();
+      const [cacheClosed, storeClosed] = await Promise.allSettled([cache.close(), store.close()]);
+      if (cacheClosed.status === 'rejected') keeper.warn('close', cacheClosed.reason);
+      if (storeClosed.status === 'rejected') throw storeClosed.reason;
+    },
+  };
+  delegate(cached, store, guard);
+  return cached;
+}
+
+function resolveOptions(options: CachedStoreOptions) {
+  if (options === undefined) {
+    throw new ConfigError(
+      'cached store: pass { cache, store }, such as { cache: memoryStore(), store: postgresStore(…) }',
+    );
+  }
+  const given = checkOptions('cached', options, KNOWN);
+  const { cache, store } = given;
   if (!isStore(cache)) {
     throw new ConfigError('cached store: cache must be a session store, such as memoryStore()');
   }
@@ -92,18 +227,23 @@ export function cachedStore(options: CachedStoreOptions): SessionStore {
   if (cache === store) {
     throw new ConfigError('cached store: cache and store must be two different stores');
   }
-  if (cacheTtlMs !== undefined && (!Number.isSafeInteger(cacheTtlMs) || cacheTtlMs < 1)) {
-    throw new ConfigError(
-      `cached store: cacheTtlMs must be a positive integer; got ${String(cacheTtlMs)}`,
-    );
-  }
+  const ttl = given.cacheTtlMs ?? 5_000;
+  const cacheTtlMs =
+    ttl === Number.POSITIVE_INFINITY ? ttl : positiveInteger('cached store: ', 'cacheTtlMs', ttl);
+  return { cache, store, cacheTtlMs, logger: given.logger ?? consoleLogger };
+}
 
-  const name = `cached(${store.name})`;
-  let closed = false;
-  const ensureOpen = (): void => {
-    if (closed) throw new StoreUnavailableError(name, 'the store is closed');
-  };
-
+/**
+ * The cache side: entries, compare-and-set writes that never replace a newer
+ * entry, tombstones, and the keys whose cached copy may be stale.
+ */
+function cacheKeeper(
+  name: string,
+  cache: SessionStore,
+  store: SessionStore,
+  cacheTtlMs: number,
+  logger: CachedStoreLogger,
+) {
   const warn = (op: string, err: unknown): void => {
     logger.warn(`[satchel] [${name}] cache ${op} failed; using ${store.name} alone`, {
       store: name,
@@ -123,9 +263,9 @@ export function cachedStore(options: CachedStoreOptions): SessionStore {
   };
 
   /** Runs a cache write; a failure is logged and leaves the key suspect. */
-  const cacheWrite = async (op: string, key: string, write: () => Promise<boolean>) => {
+  const write = async (op: string, key: string, run: () => Promise<boolean>) => {
     try {
-      if (await write()) suspects.delete(key);
+      if (await run()) suspects.delete(key);
       else suspect(key);
     } catch (err) {
       warn(op, err);
@@ -133,8 +273,9 @@ export function cachedStore(options: CachedStoreOptions): SessionStore {
     }
   };
 
-  const entry = (record: StoredSession): StoredSession => {
-    const staleAfter = cacheTtlMs === undefined ? '' : String(Date.now() + cacheTtlMs);
+  /** The cache entry for `record`, read from the durable store at `since`. */
+  const entry = (record: StoredSession, since: number): StoredSession => {
+    const staleAfter = Number.isFinite(cacheTtlMs) ? String(since + cacheTtlMs) : '';
     const owner = record.owner === undefined ? '|' : `${record.owner.length}|${record.owner}`;
     return {
       data: `${staleAfter}|${owner}${record.data}`,
@@ -153,10 +294,11 @@ export function cachedStore(options: CachedStoreOptions): SessionStore {
   const put = async (
     key: string,
     record: StoredSession,
+    since: number,
     expected: 'empty' | number,
     overTombstone = false,
   ): Promise<boolean> => {
-    const value = entry(record);
+    const value = entry(record, since);
     if (expected === 'empty') {
       if (await cache.create(key, value)) return true;
     } else if ((await cache.update(key, value, expected)) === 'ok') {
@@ -195,111 +337,22 @@ export function cachedStore(options: CachedStoreOptions): SessionStore {
     return false;
   };
 
-  const cached: SessionStore = {
-    name,
+  return { warn, suspects, suspect, write, put, bury };
+}
 
-    async get(key) {
-      ensureOpen();
-      const suspected = suspects.has(key);
-      let found: StoredSession | undefined;
-      if (!suspected) {
-        try {
-          found = await cache.get(key);
-        } catch (err) {
-          warn('get', err);
-        }
-      }
-      // A tombstone: destroyed a moment ago. Read the truth, and fill nothing.
-      if (found?.version === TOMBSTONE_VERSION) return store.get(key);
-      if (found !== undefined) {
-        const hit = unwrap(found, Date.now());
-        if (hit !== undefined) return hit;
-      }
-      const record = await store.get(key);
-      if (record !== undefined) {
-        const expected = found === undefined ? 'empty' : found.version;
-        await cacheWrite('write', key, () => put(key, record, expected));
-      } else if (suspected || found !== undefined) {
-        // The cache may hold a copy the durable store no longer has.
-        await cacheWrite('destroy', key, () => bury(key));
-      }
-      return record;
-    },
-
-    async create(key, record) {
-      ensureOpen();
-      if (!(await store.create(key, record))) return false;
-      // A new record under this key: whatever the cache still holds for it
-      // (an expired session, a tombstone) is older.
-      await cacheWrite('write', key, () => put(key, record, 'empty', true));
-      return true;
-    },
-
-    async update(key, record, expectedVersion): Promise<UpdateResult> {
-      ensureOpen();
-      const result = await store.update(key, record, expectedVersion);
-      if (result === 'ok') {
-        await cacheWrite('write', key, () => put(key, record, expectedVersion));
-      } else {
-        // The caller worked from a stale copy, perhaps the cache's: its reload
-        // must read the truth.
-        suspect(key);
-        if (result === 'missing') await cacheWrite('destroy', key, () => bury(key));
-      }
-      return result;
-    },
-
-    async touch(key, expiresAt) {
-      ensureOpen();
-      await store.touch(key, expiresAt);
-      // The cached copy keeps its version, so a concurrent update still wins.
-      try {
-        await cache.touch(key, expiresAt);
-      } catch (err) {
-        warn('touch', err);
-        suspect(key);
-      }
-    },
-
-    async destroy(key) {
-      ensureOpen();
-      await store.destroy(key);
-      await cacheWrite('destroy', key, () => bury(key));
-    },
-
-    async clearExpired(now = Date.now()) {
-      ensureOpen();
-      const removed = await store.clearExpired(now);
-      try {
-        await cache.clearExpired(now);
-      } catch (err) {
-        warn('clearExpired', err);
-      }
-      return removed;
-    },
-
-    async close() {
-      if (closed) return;
-      closed = true;
-      suspects.clear();
-      const [cacheClosed, storeClosed] = await Promise.allSettled([cache.close(), store.close()]);
-      if (cacheClosed.status === 'rejected') warn('close', cacheClosed.reason);
-      if (storeClosed.status === 'rejected') throw storeClosed.reason;
-    },
-  };
-
-  // The owner index is the durable store's: the cache never answers it.
-  // Ending an owner's sessions lists them there and then ends each through
-  // `destroy` above, so each cached copy is replaced by a tombstone; a
+/** The durable store's owner index and locks, when it has them; the cache never answers them. */
+function delegate(cached: SessionStore, store: SessionStore, guard: OpenGuard): void {
+  // Ending an owner's sessions lists them in the durable store and then ends
+  // each through `destroy`, so each cached copy is replaced by a tombstone; a
   // session the owner gains after the listing is not ended.
   if (store.listByOwner !== undefined && store.destroyByOwner !== undefined) {
     const { listByOwner } = store;
     cached.listByOwner = async (owner) => {
-      ensureOpen();
+      guard.check();
       return listByOwner.call(store, owner);
     };
     cached.destroyByOwner = async (owner, exceptKey) => {
-      ensureOpen();
+      guard.check();
       const keys = (await listByOwner.call(store, owner))
         .map(({ key }) => key)
         .filter((key) => key !== exceptKey);
@@ -311,15 +364,14 @@ export function cachedStore(options: CachedStoreOptions): SessionStore {
   if (store.lock !== undefined && store.unlock !== undefined) {
     const { lock, unlock } = store;
     cached.lock = async (key, token, ttlMs) => {
-      ensureOpen();
+      guard.check();
       return lock.call(store, key, token, ttlMs);
     };
     cached.unlock = async (key, token) => {
-      ensureOpen();
+      guard.check();
       return unlock.call(store, key, token);
     };
   }
-  return cached;
 }
 
 const ENTRY_HEAD = /^(\d*)\|(\d*)\|/;

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
-import { ConfigError } from '../errors.js';
 import type { CookieStore, StoredSession } from '../store.js';
+import { checkOptions, secretList } from './kit.js';
 
 export interface CookieStoreOptions {
   /**
@@ -8,9 +8,13 @@ export interface CookieStoreOptions {
    * least 32 characters. The first seals; every one opens, so a key can be
    * rotated in without logging anyone out — and rotated out to invalidate
    * every cookie sealed with it, the only way to revoke cookie sessions.
+   * @default — required
    */
   secrets: string | readonly string[];
 }
+
+const KNOWN: (keyof CookieStoreOptions)[] = ['secrets'];
+const HINTS = { secret: 'the option is "secrets" (a string or an array, the first one seals)' };
 
 const FORMAT = 1;
 const IV_BYTES = 12;
@@ -33,17 +37,10 @@ interface Sealed {
  * sealed cookie must fit the 4096 bytes a browser keeps.
  */
 export function cookieStore(options: CookieStoreOptions): CookieStore {
-  const list =
-    typeof options?.secrets === 'string' ? [options.secrets] : [...(options?.secrets ?? [])];
-  if (list.length === 0) throw new ConfigError('cookie store: secrets must hold at least one key');
-  const keys = list.map((secret, i) => {
-    if (typeof secret !== 'string' || secret.length < 32) {
-      throw new ConfigError(
-        `cookie store: secrets[${i}] must be at least 32 characters; got ${typeof secret === 'string' ? secret.length : typeof secret} (generate one with: npx satchel keygen)`,
-      );
-    }
-    return Buffer.from(hkdfSync('sha256', secret, 'satchel', 'cookie store aes-256-gcm', 32));
-  });
+  const given = checkOptions('cookie', options, KNOWN, HINTS);
+  const keys = secretList('cookie store: ', 'secrets', given.secrets).map((secret) =>
+    Buffer.from(hkdfSync('sha256', secret, 'satchel', 'cookie store aes-256-gcm', 32)),
+  );
 
   return {
     name: 'cookie',

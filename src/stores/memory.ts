@@ -1,80 +1,38 @@
-import { LRUCache } from 'lru-cache';
-import { ConfigError, StoreUnavailableError } from '../errors.js';
 import type { OwnedRecord, SessionStore, StoredSession, UpdateResult } from '../store.js';
+import { checkOptions, openGuard, positiveInteger } from './kit.js';
 import { LockTable } from './lock.js';
 
 export interface MemoryStoreOptions {
   /**
-   * How many sessions the store keeps. Past it, the least recently used
-   * session is dropped, so a flood of new sessions (a bot that ignores
-   * cookies) cannot exhaust the process's memory.
+   * How many sessions the store keeps, so a flood of new sessions (a bot that
+   * ignores cookies) cannot exhaust the process's memory. Past it, the least
+   * recently used session *without an owner* (anonymous) is dropped first;
+   * a session with an owner (a signed-in user) is dropped only when the
+   * store holds nothing else. Dropping a session signs nobody in: its user
+   * starts a new, empty session.
    * @default 10_000
    */
   maxEntries?: number;
 }
 
+const KNOWN: (keyof MemoryStoreOptions)[] = ['maxEntries'];
+
 /**
  * Keeps sessions in this process's memory: for development, tests and
  * single-process servers. Everything is lost on restart and nothing is shared
  * between processes. Records are copied in and out, so callers never alias
- * what the store holds.
+ * what the store holds. It starts no timer: expiry is checked on every read
+ * and `clearExpired` removes what has expired.
  */
-export function memoryStore(options: MemoryStoreOptions = {}): SessionStore {
-  const maxEntries = options.maxEntries ?? 10_000;
-  if (!Number.isSafeInteger(maxEntries) || maxEntries < 1) {
-    throw new ConfigError(
-      `memory store: maxEntries must be a positive integer; got ${String(maxEntries)}`,
-    );
-  }
-
-  // The TTL clock is Date.now(), the same clock as expiresAt. No autopurge
-  // and no TTL resolution cache, so the cache never starts a timer. Stale
-  // entries stay visible to peek and iteration so that clearExpired(now) can
-  // count them; every read checks expiresAt itself.
-  // owner -> keys; kept in step with the cache, evictions included.
-  const owners = new Map<string, Set<string>>();
-  const unindex = (key: string, owner: string | undefined): void => {
-    if (owner === undefined) return;
-    const keys = owners.get(owner);
-    keys?.delete(key);
-    if (keys?.size === 0) owners.delete(owner);
-  };
-  const cache = new LRUCache<string, StoredSession>({
-    max: maxEntries,
-    dispose: (record, key) => unindex(key, record.owner),
-    allowStale: true,
-    ttlAutopurge: false,
-    ttlResolution: 0,
-    perf: { now: () => Date.now() },
-  });
+export function memoryStore(options?: MemoryStoreOptions): SessionStore {
+  const given = checkOptions('memory', options, KNOWN);
+  const maxEntries = positiveInteger('memory store: ', 'maxEntries', given.maxEntries ?? 10_000);
+  const records = new Records(maxEntries);
   const locks = new LockTable();
-  let closed = false;
-
-  const ensureOpen = (): void => {
-    if (closed) throw new StoreUnavailableError('memory', 'the store is closed');
-  };
-
-  const put = (key: string, record: StoredSession): void => {
-    const now = Date.now();
-    let ttl = record.expiresAt - now;
-    let start = now;
-    if (!Number.isFinite(ttl)) {
-      // No expiry the cache can track; the expiresAt check below still applies.
-      ttl = 0;
-    } else if (ttl < 1) {
-      // Already expired: a TTL of 0 would mean "never", so backdate the start.
-      ttl = 1;
-      start = record.expiresAt - 1;
-    }
-    cache.set(key, copy(record), { ttl, start });
-    if (record.owner !== undefined) {
-      const keys = owners.get(record.owner) ?? new Set<string>();
-      owners.set(record.owner, keys.add(key));
-    }
-  };
+  const guard = openGuard('memory');
 
   const live = (key: string, now = Date.now()): StoredSession | undefined => {
-    const record = cache.peek(key);
+    const record = records.peek(key);
     return record !== undefined && record.expiresAt > now ? record : undefined;
   };
 
@@ -82,66 +40,64 @@ export function memoryStore(options: MemoryStoreOptions = {}): SessionStore {
     name: 'memory',
 
     async get(key) {
-      ensureOpen();
-      const record = cache.get(key);
+      guard.check();
+      const record = records.use(key);
       if (record === undefined) return undefined;
       if (record.expiresAt <= Date.now()) {
-        cache.delete(key);
+        records.delete(key);
         return undefined;
       }
       return copy(record);
     },
 
     async create(key, record) {
-      ensureOpen();
+      guard.check();
       if (live(key) !== undefined) return false;
-      put(key, record);
+      records.set(key, copy(record));
       return true;
     },
 
     async update(key, record, expectedVersion): Promise<UpdateResult> {
-      ensureOpen();
+      guard.check();
       const current = live(key);
       if (current === undefined) return 'missing';
       if (current.version !== expectedVersion) return 'conflict';
-      put(key, record);
+      records.set(key, copy(record));
       return 'ok';
     },
 
     async touch(key, expiresAt) {
-      ensureOpen();
+      guard.check();
       const current = live(key);
-      if (current !== undefined) put(key, { ...current, expiresAt });
+      if (current !== undefined) records.set(key, { ...current, expiresAt });
     },
 
     async destroy(key) {
-      ensureOpen();
-      cache.delete(key);
+      guard.check();
+      records.delete(key);
     },
 
-    async clearExpired(now = Date.now()) {
-      ensureOpen();
-      const expired: string[] = [];
-      for (const [key, record] of cache.entries()) {
-        if (record.expiresAt <= now) expired.push(key);
-      }
-      for (const key of expired) cache.delete(key);
+    async clearExpired(now = Date.now(), opts) {
+      guard.check();
+      const expired = [...records.entries()].filter(([, record]) => record.expiresAt <= now);
+      for (const [key] of expired) records.delete(key);
       locks.sweep();
+      opts?.onProgress?.({ removed: expired.length, total: expired.length });
       return expired.length;
     },
 
     async count(now) {
-      ensureOpen();
-      let live = 0;
-      for (const record of cache.values()) if (record.expiresAt > now) live++;
-      return live;
+      guard.check();
+      let count = 0;
+      for (const [, record] of records.entries()) if (record.expiresAt > now) count++;
+      return count;
     },
 
     async listByOwner(owner) {
-      ensureOpen();
+      guard.check();
       const now = Date.now();
       const out: OwnedRecord[] = [];
-      for (const key of owners.get(owner) ?? []) {
+      for (const key of records.keysOf(owner)) {
         const record = live(key, now);
         if (record?.owner === owner) out.push({ key, record: copy(record) });
       }
@@ -149,34 +105,109 @@ export function memoryStore(options: MemoryStoreOptions = {}): SessionStore {
     },
 
     async destroyByOwner(owner, exceptKey) {
-      ensureOpen();
+      guard.check();
       let removed = 0;
-      for (const key of [...(owners.get(owner) ?? [])]) {
+      for (const key of [...records.keysOf(owner)]) {
         if (key === exceptKey) continue;
         if (live(key) !== undefined) removed++;
-        cache.delete(key);
+        records.delete(key);
       }
       return removed;
     },
 
     async close() {
-      closed = true;
-      cache.clear();
-      owners.clear();
+      if (!guard.close()) return;
+      records.clear();
       locks.clear();
     },
 
     async lock(key, token, ttlMs) {
-      ensureOpen();
+      guard.check();
       if (locks.size >= maxEntries) locks.sweep();
       return locks.take(key, token, ttlMs);
     },
 
     async unlock(key, token) {
-      ensureOpen();
+      guard.check();
       locks.release(key, token);
     },
   };
+}
+
+/**
+ * The records, in two least-recently-used lists — anonymous and owned — under
+ * one bound, with an owner -> keys index kept in step. A Map keeps insertion
+ * order, so re-inserting a key on use makes its first key the least recently
+ * used.
+ */
+class Records {
+  #anonymous = new Map<string, StoredSession>();
+  #owned = new Map<string, StoredSession>();
+  #owners = new Map<string, Set<string>>();
+  readonly #max: number;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  peek(key: string): StoredSession | undefined {
+    return this.#owned.get(key) ?? this.#anonymous.get(key);
+  }
+
+  /** The record, marked as just used. */
+  use(key: string): StoredSession | undefined {
+    const record = this.peek(key);
+    if (record !== undefined) {
+      const list = this.#listOf(record);
+      list.delete(key);
+      list.set(key, record);
+    }
+    return record;
+  }
+
+  set(key: string, record: StoredSession): void {
+    this.delete(key);
+    this.#listOf(record).set(key, record);
+    if (record.owner !== undefined) {
+      const keys = this.#owners.get(record.owner) ?? new Set<string>();
+      this.#owners.set(record.owner, keys.add(key));
+    }
+    // A flood of anonymous sessions (bots, crawlers) evicts its own kind
+    // before it can push out a signed-in user.
+    while (this.#anonymous.size + this.#owned.size > this.#max) {
+      const list = this.#anonymous.size > 0 ? this.#anonymous : this.#owned;
+      this.delete(list.keys().next().value!);
+    }
+  }
+
+  delete(key: string): void {
+    const record = this.peek(key);
+    if (record === undefined) return;
+    this.#listOf(record).delete(key);
+    if (record.owner === undefined) return;
+    const keys = this.#owners.get(record.owner);
+    keys?.delete(key);
+    if (keys?.size === 0) this.#owners.delete(record.owner);
+  }
+
+  keysOf(owner: string): ReadonlySet<string> {
+    return this.#owners.get(owner) ?? new Set();
+  }
+
+  *entries(): IterableIterator<[string, StoredSession]> {
+    yield* this.#anonymous;
+    yield* this.#owned;
+  }
+
+  clear(): void {
+    this.#anonymous.clear();
+    this.#owned.clear();
+    this.#owners.clear();
+  }
+
+  #listOf(record: StoredSession): Map<string, StoredSession> {
+    return record.owner === undefined ? this.#anonymous : this.#owned;
+  }
 }
 
 function copy(record: StoredSession): StoredSession {

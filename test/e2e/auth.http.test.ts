@@ -67,7 +67,10 @@ async function signedIn(userAgent = uniqueName('device')): Promise<Visitor> {
 }
 
 interface DeviceRow {
+  /** The device's name as shown, e.g. "Chrome on Linux". */
   name: string;
+  /** The raw User-Agent, shown on hover (the title attribute). */
+  userAgent: string;
   current: boolean;
   /** The handle in the row's "sign out this device" form; none for this device. */
   handle: string | undefined;
@@ -77,10 +80,20 @@ interface DeviceRow {
 function devicesOf(html: string): DeviceRow[] {
   return [...html.matchAll(/<tr class="device( current)?">([\s\S]*?)<\/tr>/g)].map((m) => ({
     current: m[1] !== undefined,
-    name: /class="device-name">([^<]*)/.exec(m[2]!)![1]!.trim(),
+    name: /class="ua" title="[^"]*">([^<]*)/.exec(m[2]!)![1]!.trim(),
+    userAgent: decode(/class="ua" title="([^"]*)"/.exec(m[2]!)![1]!),
     handle: /name="handle" value="([^"]+)"/.exec(m[2]!)?.[1],
   }));
 }
+
+/** The few entities nunjucks writes, decoded. */
+const decode = (text: string) =>
+  text
+    .replaceAll('&quot;', '"')
+    .replaceAll('&#39;', "'")
+    .replaceAll('&lt;', '<')
+    .replaceAll('&gt;', '>')
+    .replaceAll('&amp;', '&');
 
 const signedInAs = (html: string) =>
   /<span id="signed-in">Signed in as <strong>([^<]*)</.exec(html)?.[1];
@@ -173,8 +186,10 @@ describe('your devices', () => {
     const { status, html } = await laptop.page('/devices');
     expect(status).toBe(200);
     const rows = devicesOf(html);
+    // A User-Agent no parser knows is shown as it is.
     expect(rows.find((r) => r.name === laptopName)).toEqual({
       name: laptopName,
+      userAgent: laptopName,
       current: true,
       handle: undefined,
     });
@@ -201,6 +216,30 @@ describe('your devices', () => {
     const phonePage = await phone.page('/cart/');
     expect(hasLoginLink(phonePage.html)).toBe(true);
     expect(cartOf(phonePage.html)).toEqual({});
+  });
+
+  it('names devices by browser and system, with the raw User-Agent on hover', async () => {
+    const agents = {
+      'Chrome on Linux':
+        'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
+      'Safari on iOS':
+        'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1',
+      'Firefox on Windows':
+        'Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0',
+      // Quotes and angle brackets stay text, in the name and in the attribute.
+      'x"><script>alert(1)</script>': 'x"><script>alert(1)</script>',
+    };
+    const me = await signedIn();
+    for (const userAgent of Object.values(agents)) await signedIn(userAgent);
+    const { html } = await me.page('/devices');
+    expect(html).not.toContain('<script>alert(1)');
+    const rows = devicesOf(html);
+    for (const [name, userAgent] of Object.entries(agents)) {
+      expect(rows.map((r) => ({ name: decode(r.name), userAgent: r.userAgent }))).toContainEqual({
+        name,
+        userAgent,
+      });
+    }
   });
 
   it('refuses with 403 to revoke a handle that is not one of the user’s sessions, and revokes nothing', async () => {
@@ -249,6 +288,45 @@ describe('your devices', () => {
   });
 });
 
+describe('a sign-in that ended elsewhere', () => {
+  const notice = (html: string) =>
+    [...html.matchAll(/<div class="flash flash-\w+" role="status">([^<]*)</g)].map((m) => m[1]);
+
+  it('tells a device signed out from another device so, once', async () => {
+    const keep = await signedIn();
+    const gone = await signedIn();
+    await keep.post('/devices/revoke-others', { csrf: await keep.csrf('/devices') });
+
+    const next = await gone.page('/cart/');
+    expect(hasLoginLink(next.html)).toBe(true);
+    expect(notice(next.html)).toEqual(['You were signed out on this device from another device.']);
+    expect(notice((await gone.page('/cart/')).html)).toEqual([]);
+    // The note is non-secret and gone once told.
+    expect(gone.jar.has('signed_in')).toBe(false);
+  });
+
+  it('tells a browser whose session cookie expired that its sign-in expired', async () => {
+    const visitor = await signedIn();
+    expect(visitor.jar.get('signed_in')).toBe('1');
+    // The browser drops the session cookie when it expires; the note outlives it.
+    visitor.cookie = undefined;
+    const next = await visitor.page('/');
+    expect(notice(next.html)).toEqual([
+      'Your sign-in expired on this device. Log in again to continue.',
+    ]);
+    expect(notice((await visitor.page('/')).html)).toEqual([]);
+  });
+
+  it('tells nothing after logging out here, or to a browser that never signed in', async () => {
+    const visitor = await signedIn();
+    await visitor.post('/logout', { csrf: await visitor.csrf('/cart/') });
+    expect(notice((await visitor.page('/')).html)).toEqual([]);
+    const stranger = new Visitor(app.url);
+    stranger.cookie = 'A'.repeat(43);
+    expect(notice((await stranger.page('/')).html)).toEqual([]);
+  });
+});
+
 describe('logging out', () => {
   it('flushes the session: the record, the cookie and the cart go', async () => {
     const visitor = await signedIn();
@@ -257,7 +335,11 @@ describe('logging out', () => {
     const res = await visitor.post('/logout', { csrf: await visitor.csrf('/cart/') });
     expect(res.status).toBe(303);
     expect(res.headers.get('location')).toBe('/');
-    expect(res.headers.getSetCookie()).toEqual([expect.stringMatching(/^sessionid=;.*Max-Age=0/)]);
+    // The session cookie goes, and so does the note that this browser is signed in.
+    expect(res.headers.getSetCookie().sort()).toEqual([
+      expect.stringMatching(/^sessionid=;.*Max-Age=0/),
+      expect.stringMatching(/^signed_in=;.*Expires=Thu, 01 Jan 1970/),
+    ]);
     expect(visitor.cookie).toBeUndefined();
 
     const replay = new Visitor(app.url);

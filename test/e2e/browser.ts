@@ -91,6 +91,26 @@ export async function badgeOn(page: Page): Promise<string> {
   return (await page.locator('#cart-count').textContent()) ?? '';
 }
 
+/** Opens the catalog at `base` and presses "Add <name> to cart"; back on the catalog after. */
+export async function addFromCatalog(page: Page, base: string, name: string): Promise<void> {
+  const catalog = new URL('/', base).href;
+  await page.goto(catalog);
+  await page.getByRole('button', { name: `Add ${name} to cart` }).click();
+  await page.waitForURL(catalog);
+}
+
+/** Follows the catalog's "Log in" link and signs in as demo / demo-password; on the catalog after. */
+export async function logIn(page: Page, base: string): Promise<void> {
+  const catalog = new URL('/', base).href;
+  await page.goto(catalog);
+  await page.locator('#login-link').click();
+  await page.waitForURL(new URL('/login', base).href);
+  await page.getByLabel('Username').fill('demo');
+  await page.getByLabel('Password').fill('demo-password');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.waitForURL(catalog);
+}
+
 /** For afterAll: closes `browser`, stops every app started and removes `dir`. */
 export async function tearDown(
   browser: Browser | undefined,

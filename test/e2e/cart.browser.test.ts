@@ -58,14 +58,14 @@ describe.skipIf(!haveChromium)('shopping cart in Chromium', () => {
 
     await page.getByRole('button', { name: 'Add Rubber duck to cart' }).click();
     await page.waitForURL(url('/'));
-    expect(await page.locator('.flash').textContent()).toBe('Added rubber-duck');
+    expect(await page.locator('.flash').textContent()).toBe('Added Rubber duck');
     expect(await badge()).toBe('1');
 
     await page.getByRole('button', { name: 'Add Awesome item to cart' }).click();
     await page.waitForURL(url('/'));
     await page.goto(url('/add_to_cart/awesome-item/'));
     expect(await page.locator('h1').textContent()).toBe('Your Shopping Cart');
-    expect(await page.locator('.flash').textContent()).toBe('Added awesome-item');
+    expect(await page.locator('.flash').textContent()).toBe('Added Awesome item');
     expect(await cart()).toEqual({ 'rubber-duck': 1, 'awesome-item': 2 });
     expect(await page.locator('li[data-item="awesome-item"] .qty').textContent()).toBe('x2');
 
@@ -92,9 +92,9 @@ describe.skipIf(!haveChromium)('shopping cart in Chromium', () => {
 
   it('removes one item and clears the cart', async () => {
     await page.goto(url('/cart/'));
-    await page.getByRole('button', { name: 'Remove one awesome-item' }).click();
+    await page.getByRole('button', { name: 'Remove one Awesome item' }).click();
     await page.waitForURL(url('/cart/'));
-    expect(await page.locator('.flash').textContent()).toBe('Removed one awesome-item');
+    expect(await page.locator('.flash').textContent()).toBe('Removed one Awesome item');
     expect(await cart()).toEqual({ 'rubber-duck': 1, 'awesome-item': 1 });
 
     await page.getByRole('button', { name: 'Clear cart' }).click();

@@ -9,9 +9,11 @@ import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  addFromCatalog,
   cartOn,
   haveChromium,
   launchChromium,
+  logIn,
   newContext as newBrowserContext,
   requireChromium,
   tearDown,
@@ -19,8 +21,13 @@ import {
 import { type AppProcess, freePort, ROOT, startServer } from './harness.js';
 
 const SCREENSHOT = join(ROOT, 'test-results', 'devices.png');
-const DEVICE_A = 'SatchelTest/1.0 (device A)';
-const DEVICE_B = 'SatchelTest/1.0 (device B)';
+/** Two real browsers' User-Agent strings, as a laptop and a phone send them. */
+const DEVICE_A =
+  'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
+const DEVICE_B =
+  'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1';
+const NAME_A = 'Chrome on Linux';
+const NAME_B = 'Safari on iOS';
 
 requireChromium('login and devices in Chromium', 'devices browser tests');
 
@@ -45,30 +52,21 @@ describe.skipIf(!haveChromium)('login and devices in Chromium', () => {
     return cartOn(page);
   }
 
-  async function addFromCatalog(page: Page, name: string): Promise<void> {
-    await page.goto(url('/'));
-    await page.getByRole('button', { name: `Add ${name} to cart` }).click();
-    await page.waitForURL(url('/'));
-  }
-
-  /** Follows the "Log in" link from the catalog and signs in as demo. */
-  async function logIn(page: Page): Promise<void> {
-    await page.goto(url('/'));
-    await page.locator('#login-link').click();
-    await page.waitForURL(url('/login'));
-    await page.getByLabel('Username').fill('demo');
-    await page.getByLabel('Password').fill('demo-password');
-    await page.getByRole('button', { name: 'Log in' }).click();
-    await page.waitForURL(url('/'));
+  /** Signs in as demo from the catalog's "Log in" link. */
+  async function signIn(page: Page): Promise<void> {
+    await logIn(page, app.url);
     expect(await page.locator('#signed-in').textContent()).toBe('Signed in as demo');
   }
 
-  /** The devices page's rows: the device's name and whether it is this one. */
-  async function devices(page: Page): Promise<{ name: string; current: boolean }[]> {
+  /** The devices page's rows: the device's name, its raw User-Agent (on hover) and whether it is this one. */
+  async function devices(
+    page: Page,
+  ): Promise<{ name: string; userAgent: string; current: boolean }[]> {
     await page.goto(url('/devices'));
     return page.locator('tr.device').evaluateAll((rows) =>
       rows.map((row) => ({
-        name: row.querySelector('.device-name')?.firstChild?.textContent?.trim() ?? '',
+        name: row.querySelector('.device-name .ua')?.textContent?.trim() ?? '',
+        userAgent: row.querySelector('.device-name .ua')?.getAttribute('title') ?? '',
         current: row.classList.contains('current'),
       })),
     );
@@ -95,18 +93,21 @@ describe.skipIf(!haveChromium)('login and devices in Chromium', () => {
   afterAll(() => tearDown(browser, dir), 30_000);
 
   it('signs the other browser out everywhere else: its next request is signed out, its cart gone', async () => {
-    await logIn(pageA);
-    await logIn(pageB);
-    await addFromCatalog(pageB, 'Sticker pack');
-    await addFromCatalog(pageA, 'Rubber duck');
-    await addFromCatalog(pageA, 'Coffee mug');
+    await signIn(pageA);
+    await signIn(pageB);
+    await addFromCatalog(pageB, app.url, 'Sticker pack');
+    await addFromCatalog(pageA, app.url, 'Rubber duck');
+    await addFromCatalog(pageA, app.url, 'Coffee mug');
     expect(await cart(pageB)).toEqual({ 'sticker-pack': 1 });
 
     const listed = await devices(pageA);
     expect(listed.sort((x, y) => x.name.localeCompare(y.name))).toEqual([
-      { name: DEVICE_A, current: true },
-      { name: DEVICE_B, current: false },
+      { name: NAME_A, userAgent: DEVICE_A, current: true },
+      { name: NAME_B, userAgent: DEVICE_B, current: false },
     ]);
+    // The raw string is what a mouse pointer resting on the name shows.
+    await pageA.locator('tr.current .ua').hover();
+    expect(await pageA.locator('tr.current .ua').getAttribute('title')).toBe(DEVICE_A);
     expect(await pageA.locator('tr.current .this-device').textContent()).toBe('This device');
     await mkdir(join(ROOT, 'test-results'), { recursive: true });
     await pageA.screenshot({ path: SCREENSHOT, fullPage: true });
@@ -114,16 +115,20 @@ describe.skipIf(!haveChromium)('login and devices in Chromium', () => {
     await pageA.getByRole('button', { name: 'Sign out everywhere else' }).click();
     await pageA.waitForURL(url('/devices'));
     expect(await pageA.locator('.flash').textContent()).toBe('Signed out 1 other device');
-    expect(await devices(pageA)).toEqual([{ name: DEVICE_A, current: true }]);
+    expect(await devices(pageA)).toEqual([{ name: NAME_A, userAgent: DEVICE_A, current: true }]);
 
-    // B's very next request: signed out, and the cart went with the session.
+    // B's very next request: signed out and told so, once; the cart went with the session.
     await pageB.goto(url('/cart/'));
+    expect(await pageB.locator('.flash').allTextContents()).toEqual([
+      'You were signed out on this device from another device.',
+    ]);
     expect(await pageB.locator('#login-link').isVisible()).toBe(true);
     expect(await pageB.locator('#signed-in').count()).toBe(0);
     expect(await pageB.locator('.empty').textContent()).toBe('Your cart is empty.');
     expect(await pageB.locator('#cart-count').textContent()).toBe('0');
     await pageB.goto(url('/devices'));
     expect(pageB.url()).toBe(url('/login?next=%2Fdevices'));
+    expect(await pageB.locator('.flash').count()).toBe(0);
 
     // A stays signed in, with its cart.
     expect(await cart(pageA)).toEqual({ 'rubber-duck': 1, 'coffee-mug': 1 });
@@ -131,14 +136,17 @@ describe.skipIf(!haveChromium)('login and devices in Chromium', () => {
   });
 
   it('signs out one other device from the list', async () => {
-    await logIn(pageB);
-    expect((await devices(pageA)).map((d) => d.name).sort()).toEqual([DEVICE_A, DEVICE_B]);
-    await pageA.getByRole('button', { name: `Sign out this device: ${DEVICE_B}` }).click();
+    await signIn(pageB);
+    expect((await devices(pageA)).map((d) => d.name).sort()).toEqual([NAME_A, NAME_B]);
+    await pageA.getByRole('button', { name: `Sign out this device: ${NAME_B}` }).click();
     await pageA.waitForURL(url('/devices'));
-    expect(await pageA.locator('.flash').textContent()).toBe(`Signed out ${DEVICE_B}`);
-    expect(await devices(pageA)).toEqual([{ name: DEVICE_A, current: true }]);
+    expect(await pageA.locator('.flash').textContent()).toBe(`Signed out ${NAME_B}`);
+    expect(await devices(pageA)).toEqual([{ name: NAME_A, userAgent: DEVICE_A, current: true }]);
 
     await pageB.reload();
+    expect(await pageB.locator('.flash').textContent()).toBe(
+      'You were signed out on this device from another device.',
+    );
     expect(await pageB.locator('#login-link').isVisible()).toBe(true);
     expect(await pageA.locator('#signed-in').textContent()).toBe('Signed in as demo');
   });
@@ -147,11 +155,11 @@ describe.skipIf(!haveChromium)('login and devices in Chromium', () => {
     const c = await newContext();
     try {
       const page = await c.newPage();
-      await addFromCatalog(page, 'Awesome item');
+      await addFromCatalog(page, app.url, 'Awesome item');
       const anonymous = await sessionCookie(c);
       expect(anonymous).toBeDefined();
 
-      await logIn(page);
+      await signIn(page);
       expect(await page.locator('.flash').textContent()).toBe('Signed in as demo');
       expect(await page.locator('#cart-count').textContent()).toBe('1');
       const signedIn = await sessionCookie(c);
@@ -161,6 +169,8 @@ describe.skipIf(!haveChromium)('login and devices in Chromium', () => {
 
       await page.getByRole('button', { name: 'Log out' }).click();
       await page.waitForURL(url('/'));
+      // Logging out here is not being signed out from elsewhere: no notice.
+      expect(await page.locator('.flash').count()).toBe(0);
       expect(await page.locator('#login-link').isVisible()).toBe(true);
       expect(await page.locator('#cart-count').textContent()).toBe('0');
       expect(await sessionCookie(c)).not.toBe(signedIn);

@@ -153,13 +153,26 @@ export async function stopAll(): Promise<void> {
 
 /** A cookie-keeping HTTP client: one visitor, without a browser. */
 export class Visitor {
-  cookie: string | undefined;
+  /** Every cookie the server set and has not deleted, by name, as a browser keeps them. */
+  readonly jar = new Map<string, string>();
 
   constructor(public base: string) {}
 
+  /** The session cookie's value (the session ID). */
+  get cookie(): string | undefined {
+    return this.jar.get('sessionid');
+  }
+
+  set cookie(value: string | undefined) {
+    if (value === undefined) this.jar.delete('sessionid');
+    else this.jar.set('sessionid', value);
+  }
+
   async request(path: string, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers);
-    if (this.cookie !== undefined) headers.set('cookie', `sessionid=${this.cookie}`);
+    if (this.jar.size > 0 && !headers.has('cookie')) {
+      headers.set('cookie', [...this.jar].map(([name, value]) => `${name}=${value}`).join('; '));
+    }
     const res = await fetch(new URL(path, this.base), {
       ...init,
       headers,
@@ -167,9 +180,11 @@ export class Visitor {
       signal: AbortSignal.timeout(10_000),
     });
     for (const header of res.headers.getSetCookie()) {
-      const match = /^sessionid=([^;]*)/.exec(header);
+      const match = /^([^=;\s]+)=([^;]*)/.exec(header);
       if (match === null) continue;
-      this.cookie = /Max-Age=0(;|$)/i.test(header) ? undefined : match[1];
+      const gone = /Max-Age=0(;|$)/i.test(header) || /Expires=Thu, 01 Jan 1970/i.test(header);
+      if (gone) this.jar.delete(match[1]!);
+      else this.jar.set(match[1]!, match[2]!);
     }
     return res;
   }

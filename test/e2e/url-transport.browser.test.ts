@@ -142,7 +142,7 @@ describe.skipIf(!haveChromium)('URL transport in Chromium', () => {
     // Two adds through the CSRF-protected POST forms.
     await page.getByRole('button', { name: 'Add Rubber duck to cart' }).click();
     await page.waitForURL(url(`/?sessionid=${sessionId}`));
-    expect(await page.locator('.flash').textContent()).toBe('Added rubber-duck');
+    expect(await page.locator('.flash').textContent()).toBe('Added Rubber duck');
     expect(await badge(page)).toBe('1');
     await page.getByRole('button', { name: 'Add Coffee mug to cart' }).click();
     await page.waitForURL(url(`/?sessionid=${sessionId}`));
@@ -152,7 +152,7 @@ describe.skipIf(!haveChromium)('URL transport in Chromium', () => {
     await page.getByRole('link', { name: '/add_to_cart/awesome-item/' }).click();
     await page.waitForURL(url(`/add_to_cart/awesome-item/?sessionid=${sessionId}`));
     expect(await page.locator('h1').textContent()).toBe('Your Shopping Cart');
-    expect(await page.locator('.flash').textContent()).toBe('Added awesome-item');
+    expect(await page.locator('.flash').textContent()).toBe('Added Awesome item');
     const expected = { 'rubber-duck': 1, 'coffee-mug': 1, 'awesome-item': 1 };
     expect(await cart(page)).toEqual(expected);
 
@@ -195,9 +195,9 @@ describe.skipIf(!haveChromium)('URL transport in Chromium', () => {
     const { page } = cookieless[0]!;
     const sessionId = idInAddressBar(page);
     expect(sessionId).toMatch(ID);
-    await page.getByRole('button', { name: 'Remove one coffee-mug' }).click();
+    await page.getByRole('button', { name: 'Remove one Coffee mug' }).click();
     await page.waitForURL(url(`/cart/?sessionid=${sessionId}`));
-    expect(await page.locator('.flash').textContent()).toBe('Removed one coffee-mug');
+    expect(await page.locator('.flash').textContent()).toBe('Removed one Coffee mug');
     expect(await cart(page)).toEqual({ 'rubber-duck': 1, 'awesome-item': 1 });
   });
 

@@ -251,6 +251,77 @@ describe('cached store', () => {
     await b.close();
   });
 
+  it('a revoke in one process is seen by another within the cache bound', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      // Two processes, each with its own cache, over one durable store; defaults only.
+      const durable = memoryStore();
+      const a = cachedStore({ cache: memoryStore(), store: durable, logger: quiet });
+      const b = cachedStore({ cache: memoryStore(), store: durable, logger: quiet });
+      const key = newKey();
+      const other = newKey();
+      await a.create(key, newRecord({ owner: 'victim' }));
+      await a.create(other, newRecord({ owner: 'victim' }));
+      expect(await b.get(key)).toBeDefined();
+      expect(await b.get(other)).toBeDefined();
+
+      // Process a: logout of one session, "sign out everywhere" for the rest.
+      await a.destroy(key);
+      expect(await a.destroyByOwner!('victim')).toBe(1);
+      // Process b keeps serving its copies, touched on every request, but
+      // the touches do not extend how long the copies answer.
+      for (let second = 1; second <= 4; second++) {
+        vi.advanceTimersByTime(1_000);
+        await b.touch(key, Date.now() + 3_600_000);
+        await b.touch(other, Date.now() + 3_600_000);
+      }
+      vi.advanceTimersByTime(1_000);
+      expect(await b.get(key)).toBeUndefined();
+      expect(await b.get(other)).toBeUndefined();
+      await a.close();
+      await b.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('passes clearExpired progress through, and reports once when the durable store does not', async () => {
+    const durable = memoryStore();
+    const silent: SessionStore = {
+      ...durable,
+      name: 'silent',
+      clearExpired: (now) => durable.clearExpired(now),
+    };
+    const now = Date.now();
+    for (const store of [durable, silent]) {
+      const cached = cachedStore({ cache: memoryStore(), store });
+      await cached.create(newKey(), newRecord({ expiresAt: now - 1 }));
+      const seen: Array<{ removed: number; total?: number }> = [];
+      expect(await cached.clearExpired(now, { onProgress: (p) => seen.push(p) })).toBe(1);
+      expect(seen).toEqual(store === durable ? [{ removed: 1, total: 1 }] : [{ removed: 1 }]);
+    }
+    await durable.close();
+  });
+
+  it('keeps cached copies as long as the session only when told cacheTtlMs: Infinity', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const durable = memoryStore();
+      const a = cachedStore({ cache: memoryStore(), store: durable });
+      const b = cachedStore({ cache: memoryStore(), store: durable, cacheTtlMs: Infinity });
+      const key = newKey();
+      await a.create(key, newRecord());
+      expect(await b.get(key)).toBeDefined();
+      await a.destroy(key);
+      vi.advanceTimersByTime(60_000);
+      expect(await b.get(key)).toBeDefined();
+      await a.close();
+      await b.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('lists owners from the durable store, and ends their sessions in the cache too', async () => {
     // Two processes, each with its own cache, over one database.
     const durable = sqliteStore({ path: ':memory:' });
@@ -370,6 +441,16 @@ describe('cached store', () => {
         `[satchel] cached store: cacheTtlMs must be a positive integer; got ${cacheTtlMs}`,
       );
     }
+    expect(() =>
+      cachedStore({ cache: memory, store: memoryStore(), ttl: 5 } as never),
+    ).toThrowError(
+      '[satchel] cached store: unknown option "ttl": known options: cache, store, cacheTtlMs, logger',
+    );
+    expect(() =>
+      cachedStore({ cache: memory, store: memoryStore(), cacheTTLMs: 5 } as never),
+    ).toThrowError(
+      '[satchel] cached store: unknown option "cacheTTLMs": did you mean "cacheTtlMs"?',
+    );
   });
 });
 

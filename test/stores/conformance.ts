@@ -211,6 +211,27 @@ export function describeStore(
       expect(await store.clearExpired(cutoff)).toBe(0);
     });
 
+    it('reports clearExpired progress, ending with the count it returns', async () => {
+      const cutoff = Date.now() + 24 * HOUR;
+      await store.clearExpired(cutoff);
+      await inChunks(Array.from({ length: 30 }, newKey), 10, (key, i) =>
+        store.create(key, newRecord({ expiresAt: cutoff - i })),
+      );
+      const seen: Array<{ removed: number; total?: number }> = [];
+      const removed = await store.clearExpired(cutoff, {
+        onProgress: (progress) => seen.push({ ...progress }),
+      });
+      expect(removed).toBe(30);
+      expect(seen.length).toBeGreaterThan(0);
+      expect(seen.at(-1)!.removed).toBe(removed);
+      for (let i = 1; i < seen.length; i++) {
+        expect(seen[i]!.removed).toBeGreaterThanOrEqual(seen[i - 1]!.removed);
+      }
+      for (const { removed: soFar, total } of seen) {
+        if (total !== undefined) expect(soFar).toBeLessThanOrEqual(total);
+      }
+    });
+
     it('clears records that are already expired when called without a time', async () => {
       await store.clearExpired();
       const gone = newKey();

@@ -109,6 +109,18 @@ describe('cookie store', () => {
     );
   });
 
+  it('refuses express-session\'s "secret" and other unknown option keys', () => {
+    expect(() => cookieStore({ secret: KEY_A } as never)).toThrow(
+      '[satchel] cookie store: unknown option "secret": the option is "secrets" (a string or an array, the first one seals)',
+    );
+    expect(() => cookieStore({ secrets: KEY_A, maxAge: 60 } as never)).toThrow(
+      '[satchel] cookie store: unknown option "maxAge": known options: secrets',
+    );
+    expect(() => cookieStore({ secrets: [] })).toThrow(
+      '[satchel] cookie store: secrets must be a string or a non-empty array of strings',
+    );
+  });
+
   it('has nothing to clear on the server', async () => {
     make();
     expect(await sessions.clearExpired()).toBe(0);

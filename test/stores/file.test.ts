@@ -1,16 +1,21 @@
+import { execFileSync } from 'node:child_process';
 import {
+  chmodSync,
+  chownSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
 } from 'node:fs';
 import { readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { SessionStore } from '../../src/store.js';
@@ -440,13 +445,19 @@ describe('file store', () => {
 
   it('wraps unexpected file system errors in StoreUnavailableError', async () => {
     const dir = folder();
-    const store = fileStore({ dir });
+    const warnings: string[] = [];
+    const store = fileStore({ dir, logger: { warn: (message) => warnings.push(message) } });
     const key = newKey();
-    // A folder where the session file should be: reading it fails with EISDIR.
+    // A folder where the session file should be: it reads as absent (and is
+    // logged), and writing over it fails with EISDIR.
     mkdirSync(join(dir, `satchel-${key}`));
-    const error = await store.get(key).catch((err: unknown) => err);
+    expect(await store.get(key)).toBeUndefined();
+    expect(warnings).toEqual([
+      `[satchel] [file] ignored ${join(dir, `satchel-${key}`)}: it is not a regular file`,
+    ]);
+    const error = await store.create(key, newRecord()).catch((err: unknown) => err);
     expect(error).toMatchObject({ code: 'ERR_SATCHEL_STORE_UNAVAILABLE', store: 'file' });
-    expect((error as Error).message).toMatch(/^\[satchel\] \[file\] get failed: /);
+    expect((error as Error).message).toMatch(/^\[satchel\] \[file\] create failed: /);
     expect((error as Error).cause).toMatchObject({ code: 'EISDIR' });
     await store.close();
   });
@@ -488,5 +499,207 @@ describe('file store', () => {
     expect(() => fileStore({ dir, lockTtlMs: 0 })).toThrowError(
       '[satchel] file store: lockTtlMs must be a positive integer; got 0',
     );
+  });
+});
+
+describe('file store in hostile places', () => {
+  const isRoot = process.getuid?.() === 0;
+  const posix = process.platform !== 'win32';
+  /** Another user's uid: nobody. Only root can give a file away, so those cases need root. */
+  const NOBODY = 65534;
+
+  /** A folder anyone may write to, with the sticky bit, as /tmp. */
+  function sharedFolder(): string {
+    const dir = folder();
+    chmodSync(dir, 0o1777);
+    return dir;
+  }
+
+  function quietStore(options: Parameters<typeof fileStore>[0] = {}) {
+    const warnings: string[] = [];
+    const store = fileStore({ ...options, logger: { warn: (message) => warnings.push(message) } });
+    return { store, warnings };
+  }
+
+  /** What the store would write for `record`: a well-formed session file. */
+  function recordText(record: ReturnType<typeof newRecord>): string {
+    return `satchel1 ${record.expiresAt} ${record.version} ${record.createdAt}\n${JSON.stringify({ data: record.data, owner: record.owner })}`;
+  }
+
+  it.runIf(posix)('keeps records in a private 0700 subfolder inside a shared folder', async () => {
+    const dir = sharedFolder();
+    const store = fileStore({ dir });
+    const key = newKey();
+    await store.create(key, newRecord());
+    const own = join(dir, `satchel-sessions-${process.getuid!()}`);
+    expect(readdirSync(dir)).toEqual([basename(own)]);
+    expect(statSync(own).mode & 0o7777).toBe(0o700);
+    expect(readdirSync(own)).toContain(`satchel-${key}`);
+    await store.close();
+    // A second store (another process) finds the same folder and the record.
+    const again = fileStore({ dir });
+    expect(await again.get(key)).toBeDefined();
+    await again.close();
+  });
+
+  it.runIf(posix)('refuses a private folder with a wider mode', () => {
+    const dir = sharedFolder();
+    const own = join(dir, `satchel-sessions-${process.getuid!()}`);
+    mkdirSync(own);
+    chmodSync(own, 0o755);
+    expect(() => fileStore({ dir })).toThrowError(
+      `[satchel] file store: refusing the private folder ${JSON.stringify(own)} (dir ${JSON.stringify(dir)} is shared, so sessions are kept in a folder of this user's inside it): its mode is 0755, wider than 0700; run chmod 700 on it, or remove it`,
+    );
+  });
+
+  it.runIf(posix && isRoot)('refuses a private folder created by another user', () => {
+    const dir = sharedFolder();
+    const own = join(dir, `satchel-sessions-${process.getuid!()}`);
+    mkdirSync(own, { mode: 0o700 });
+    chownSync(own, NOBODY, NOBODY);
+    expect(() => fileStore({ dir })).toThrowError(
+      new RegExp(`private folder .* it is owned by uid ${NOBODY}, not this process's uid 0`),
+    );
+  });
+
+  it.runIf(posix)('refuses a private folder that is a symlink planted in the shared folder', () => {
+    const dir = sharedFolder();
+    const elsewhere = folder();
+    chmodSync(elsewhere, 0o700);
+    symlinkSync(elsewhere, join(dir, `satchel-sessions-${process.getuid!()}`));
+    expect(() => fileStore({ dir })).toThrowError(/it is not a folder \(a symlink or file\)/);
+  });
+
+  it.runIf(posix && isRoot)('does not adopt a session record planted by another user', async () => {
+    const dir = folder();
+    const { store, warnings } = quietStore({ dir });
+    const key = newKey();
+    const planted = newRecord({ owner: 'admin' });
+    const path = join(dir, `satchel-${key}`);
+    await writeFile(path, recordText(planted), { mode: 0o600 });
+    chownSync(path, NOBODY, NOBODY);
+    // An index naming the planted key, planted too.
+    const index = join(dir, indexName('admin'));
+    await writeFile(index, indexText('admin', [key]));
+    chownSync(index, NOBODY, NOBODY);
+
+    expect(await store.get(key)).toBeUndefined();
+    expect(await store.listByOwner!('admin')).toEqual([]);
+    expect(await store.update(key, newRecord({ version: 2 }), planted.version)).toBe('missing');
+    expect(warnings).toContain(
+      `[satchel] [file] ignored ${path}: it is owned by uid ${NOBODY}, not 0`,
+    );
+    // The store's own write replaces it.
+    expect(await store.create(key, newRecord())).toBe(true);
+    expect(statSync(path).uid).toBe(0);
+    expect((await store.get(key))?.owner).toBe('user-42');
+    await store.close();
+  });
+
+  it.runIf(posix)('does not follow a symlink planted in the folder', async () => {
+    const dir = folder();
+    const outside = folder();
+    const { store, warnings } = quietStore({ dir });
+    const key = newKey();
+    // A well-formed record of this user's, outside the folder, linked in.
+    const target = join(outside, 'record');
+    await writeFile(target, recordText(newRecord({ owner: 'admin' })));
+    symlinkSync(target, join(dir, `satchel-${key}`));
+    // A lock file linked to a file that must survive.
+    const victim = join(outside, 'victim');
+    await writeFile(victim, 'keep me');
+    symlinkSync(victim, join(dir, `satchel-${key}.lock`));
+
+    expect(await store.get(key)).toBeUndefined();
+    expect(warnings[0]).toBe(
+      `[satchel] [file] ignored ${join(dir, `satchel-${key}`)}: it is a symbolic link`,
+    );
+    // The planted lock is broken, not followed: create succeeds at once.
+    expect(await store.create(key, newRecord())).toBe(true);
+    expect(lstatSync(join(dir, `satchel-${key}`)).isFile()).toBe(true);
+    expect(await readFile(victim, 'utf8')).toBe('keep me');
+    expect(await readFile(target, 'utf8')).toContain('admin');
+    await store.close();
+  });
+
+  it.runIf(posix)('does not hang on a FIFO named like a session file', async () => {
+    const dir = folder();
+    const { store, warnings } = quietStore({ dir, lockTtlMs: 1_000 });
+    // More FIFOs than libuv has threads (4): a blocking open would park them all.
+    const keys = Array.from({ length: 6 }, newKey);
+    for (const key of keys) {
+      for (const suffix of ['', '.lock', '.applock']) {
+        execFileSync('mkfifo', [join(dir, `satchel-${key}${suffix}`)]);
+      }
+    }
+    const started = Date.now();
+    expect(await Promise.all(keys.map((key) => store.get(key)))).toEqual(keys.map(() => undefined));
+    expect(await store.lock!(keys[0]!, 'token', 60_000)).toBe(true);
+    expect(await store.clearExpired(Date.now())).toBe(0);
+    // A FIFO in place of the lock file is broken like a stale lock.
+    expect(await store.create(keys[1]!, newRecord())).toBe(true);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(warnings.some((w) => w.endsWith('it is not a regular file'))).toBe(true);
+    await store.close();
+  });
+
+  it('does not read a file above maxFileBytes', async () => {
+    const dir = folder();
+    const { store, warnings } = quietStore({ dir, maxFileBytes: 1_024 });
+    const key = newKey();
+    await store.create(key, newRecord({ data: 'x'.repeat(2_000) }));
+    expect(await store.get(key)).toBeUndefined();
+    expect(warnings).toEqual([
+      expect.stringMatching(/: it is larger than maxFileBytes \(\d+ > 1024\)$/),
+    ]);
+    await store.close();
+  });
+
+  it('logs each refused file once', async () => {
+    const dir = folder();
+    const { store, warnings } = quietStore({ dir });
+    const key = newKey();
+    mkdirSync(join(dir, `satchel-${key}`));
+    for (let i = 0; i < 3; i++) expect(await store.get(key)).toBeUndefined();
+    expect(warnings).toHaveLength(1);
+    await store.close();
+  });
+
+  it('with createDir false, refuses a folder that does not exist and creates nothing', () => {
+    const dir = join(folder(), 'typo');
+    expect(() => fileStore({ dir, createDir: false })).toThrowError(
+      `[satchel] file store: the folder ${JSON.stringify(dir)} does not exist`,
+    );
+    expect(existsSync(dir)).toBe(false);
+  });
+});
+
+describe('file store options', () => {
+  it('refuses an unknown option key with a did-you-mean', () => {
+    expect(() => fileStore({ dir: folder(), lockTTLMs: 5 } as never)).toThrowError(
+      '[satchel] file store: unknown option "lockTTLMs": did you mean "lockTtlMs"?',
+    );
+    expect(() => fileStore({ path: folder() } as never)).toThrowError(
+      /^\[satchel\] file store: unknown option "path": known options: dir, prefix/,
+    );
+  });
+
+  it('reports clearExpired progress with the running count', async () => {
+    const dir = folder();
+    const store = fileStore({ dir });
+    const now = Date.now();
+    const keys = Array.from({ length: 600 }, newKey);
+    for (const key of keys)
+      await store.create(key, newRecord({ expiresAt: now - 1, owner: undefined }));
+    const seen: number[] = [];
+    const removed = await store.clearExpired(now, {
+      onProgress: ({ removed }) => seen.push(removed),
+    });
+    expect(removed).toBe(600);
+    // Every 256 files examined, then once at the end.
+    expect(seen.length).toBe(3);
+    expect(seen.at(-1)).toBe(600);
+    expect([...seen].sort((a, b) => a - b)).toEqual(seen);
+    await store.close();
   });
 });

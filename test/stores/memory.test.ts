@@ -55,4 +55,59 @@ describe('memory store', () => {
       );
     }
   });
+
+  it('a flood of anonymous sessions does not evict signed-in users', async () => {
+    const store = memoryStore({ maxEntries: 100 });
+    const users = Array.from({ length: 10 }, newKey);
+    for (const [i, key] of users.entries())
+      await store.create(key, newRecord({ owner: `user-${i}` }));
+    // A visitor who signs in later: created anonymous, then given an owner.
+    const signedIn = newKey();
+    await store.create(signedIn, newRecord({ owner: undefined }));
+    expect(await store.update(signedIn, newRecord({ version: 2, owner: 'late' }), 1)).toBe('ok');
+
+    const bots = Array.from({ length: 1_000 }, newKey);
+    for (const key of bots) await store.create(key, newRecord({ owner: undefined }));
+
+    for (const key of [...users, signedIn]) expect(await store.get(key)).toBeDefined();
+    expect(await store.count!(Date.now())).toBe(100);
+    // The most recent anonymous sessions are the ones kept.
+    expect(await store.get(bots.at(-1)!)).toBeDefined();
+    expect(await store.get(bots[0]!)).toBeUndefined();
+    await store.close();
+  });
+
+  it('evicts signed-in users, least recently used first, only when nothing else is left', async () => {
+    const store = memoryStore({ maxEntries: 3 });
+    const [a, b, c, d] = [newKey(), newKey(), newKey(), newKey()];
+    await store.create(a, newRecord({ owner: undefined }));
+    await store.create(b, newRecord({ owner: 'b' }));
+    await store.create(c, newRecord({ owner: 'c' }));
+    await store.create(d, newRecord({ owner: 'd' }));
+    expect(await store.get(a)).toBeUndefined();
+    await store.create(newKey(), newRecord({ owner: 'e' }));
+    expect(await store.get(b)).toBeUndefined();
+    expect(await store.listByOwner!('b')).toEqual([]);
+    expect(await store.get(c)).toBeDefined();
+    await store.close();
+  });
+
+  it('refuses an unknown option key with a did-you-mean', () => {
+    expect(() => memoryStore({ max: 5 } as never)).toThrowError(
+      '[satchel] memory store: unknown option "max": known options: maxEntries',
+    );
+    expect(() => memoryStore({ maxEntrys: 5 } as never)).toThrowError(
+      '[satchel] memory store: unknown option "maxEntrys": did you mean "maxEntries"?',
+    );
+  });
+
+  it('reports clearExpired progress once, with the count', async () => {
+    const store = memoryStore();
+    for (let i = 0; i < 3; i++)
+      await store.create(newKey(), newRecord({ expiresAt: Date.now() - 1 }));
+    const seen: Array<{ removed: number; total?: number }> = [];
+    expect(await store.clearExpired(Date.now(), { onProgress: (p) => seen.push(p) })).toBe(3);
+    expect(seen).toEqual([{ removed: 3, total: 3 }]);
+    await store.close();
+  });
 });

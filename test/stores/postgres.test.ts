@@ -297,6 +297,41 @@ if (serviceReady('postgres store', await postgresUnreachable(url))) {
         '[satchel] postgres store: pass either pool or connectionString, not both',
       );
     });
+
+    it('refuses an unknown option key with a did-you-mean', async () => {
+      expect(() => postgresStore({ pool: admin, tabel: 'x' } as never)).toThrowError(
+        '[satchel] postgres store: unknown option "tabel": did you mean "table"?',
+      );
+      expect(() => postgresStore({ url } as never)).toThrowError(
+        '[satchel] postgres store: unknown option "url": the option is "connectionString" (or pass a pg Pool as pool)',
+      );
+      await expect(migrate({ pool: admin, batchSize: 5 } as never)).rejects.toThrowError(
+        '[satchel] postgres migrate: unknown option "batchSize": known options: pool, connectionString, table, connectTimeoutMs',
+      );
+    });
+
+    it('reports clearExpired progress after each batch, with the total', async () => {
+      const table = `satchel_progress_${process.pid}_${Date.now()}`;
+      await migrate({ pool: admin, table });
+      const store = postgresStore({ pool: admin, table, batchSize: 2 });
+      try {
+        const now = Date.now();
+        for (let i = 0; i < 5; i++) {
+          await store.create(newKey(), newRecord({ expiresAt: now - 1 - i }));
+        }
+        await store.create(newKey(), newRecord({ expiresAt: now + 60_000 }));
+        const seen: Array<{ removed: number; total?: number }> = [];
+        expect(await store.clearExpired(now, { onProgress: (p) => seen.push(p) })).toBe(5);
+        expect(seen).toEqual([
+          { removed: 2, total: 5 },
+          { removed: 4, total: 5 },
+          { removed: 5, total: 5 },
+        ]);
+      } finally {
+        await store.close();
+        await admin.query(`DROP TABLE IF EXISTS "${table}", "${table}_locks"`);
+      }
+    });
   });
 }
 

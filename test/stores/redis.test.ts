@@ -487,6 +487,31 @@ describeWithService('redis', down, () => {
       prefixed.disconnect();
     });
 
+    it('refuses an unknown option key with a did-you-mean', () => {
+      const raw = rawRedis();
+      expect(() => redisStore({ client: raw, prefx: 'app:' } as never)).toThrowError(
+        '[satchel] redis store: unknown option "prefx": did you mean "prefix"?',
+      );
+      expect(() => redisStore({ host: '127.0.0.1' } as never)).toThrowError(
+        '[satchel] redis store: unknown option "host": pass a url such as redis://127.0.0.1:6379, or a connected client',
+      );
+    });
+
+    it('reports clearExpired progress, ending with the count it returns', async () => {
+      const store = redisStore({ client: ioredisClient(), prefix: `${RUN}:progress:` });
+      const now = Date.now();
+      for (let i = 0; i < 3; i++) {
+        await store.create(newKey(), newRecord({ expiresAt: now + 60_000, owner: undefined }));
+      }
+      const seen: number[] = [];
+      const removed = await store.clearExpired(now + 120_000, {
+        onProgress: ({ removed }) => seen.push(removed),
+      });
+      expect(removed).toBe(3);
+      expect(seen.at(-1)).toBe(3);
+      await store.close();
+    });
+
     // Under CI a missing redis-server fails startRedisServer below rather than skipping.
     const withOwnServer =
       noServer !== undefined && process.env.CI !== 'true' ? describe.skip : describe;
