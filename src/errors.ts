@@ -17,6 +17,18 @@ export type SatchelErrorCode =
   | 'ERR_SATCHEL_CORRUPT_DATA'
   | 'ERR_SATCHEL_UNSUPPORTED';
 
+/** What a client is told when an error ends its request; the details go to the log only. */
+const PUBLIC_MESSAGES: Partial<Record<SatchelErrorCode, string>> = {
+  ERR_SATCHEL_STORE_UNAVAILABLE:
+    'Service Unavailable: the session store cannot be reached; please try again shortly.',
+  ERR_SATCHEL_CONFLICT:
+    'Service Unavailable: too many concurrent changes to this session; please try again.',
+  ERR_SATCHEL_LOCK_TIMEOUT:
+    'Service Unavailable: this session is busy with another request; please try again.',
+  ERR_SATCHEL_SESSION_INTERRUPTED:
+    'Bad Request: the session was deleted before the request completed (logged out in another tab?).',
+};
+
 export class SatchelError extends Error {
   readonly code: SatchelErrorCode;
   /** The HTTP status an adapter answers with when this error ends a request. */
@@ -32,6 +44,14 @@ export class SatchelError extends Error {
     this.name = new.target.name;
     this.code = code;
     this.status = options?.status ?? 500;
+  }
+
+  /**
+   * The one line a client may be told when this error ends its request (no
+   * store name, host or cause: those are for the log). Adapters answer with it.
+   */
+  get publicMessage(): string {
+    return PUBLIC_MESSAGES[this.code] ?? 'Internal Server Error';
   }
 
   static is(err: unknown): err is SatchelError {

@@ -36,6 +36,8 @@ export class Identity {
   resign = false;
   /** Compare-and-set retries the last save needed (for the `satchel:commit` channel). */
   retries = 0;
+  /** Set-Cookie headers deleting a legacy session cookie that was just imported. */
+  legacyCookies: string[] = [];
   /** The ID that arrived in this request's URL, which is never written into a cookie. */
   urlId: string | undefined;
 

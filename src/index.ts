@@ -27,7 +27,21 @@ export {
   type TransportOption,
 } from './manager.js';
 export type { CookieOptions } from './cookies.js';
-export { type ClassCodec, jsonSerializer, richSerializer, type Serializer } from './serializers.js';
+export {
+  type ClassCodec,
+  jsonSerializer,
+  MAX_BIGINT_DIGITS,
+  MAX_DEPTH,
+  richSerializer,
+  type Serializer,
+} from './serializers.js';
+export type {
+  CommitMessage,
+  ConflictMessage,
+  LoadMessage,
+  StoreCallMessage,
+} from './diagnostics.js';
+export type { LegacyImporter, LegacySession } from './import/types.js';
 export {
   type DeviceInfo,
   Session,

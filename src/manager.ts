@@ -22,6 +22,7 @@ import {
 } from './options.js';
 import { storeCaller } from './persistence/call.js';
 import { sealedPersistence } from './persistence/sealed.js';
+import { legacyImport } from './persistence/legacy.js';
 import { ServerPersistence } from './persistence/server.js';
 import type { Persistence } from './persistence/types.js';
 import {
@@ -131,6 +132,9 @@ function choosePersistence(
         'lock needs a server-side store; the cookie store keeps no server state',
       );
     }
+    if (o.importers.length > 0) {
+      throw new ConfigError('importers need a server-side store to import legacy sessions into');
+    }
     if (!transport.carriesSealed) {
       throw new ConfigError(
         'the url transport needs a server-side store; a sealed cookie session does not belong in URLs',
@@ -149,6 +153,7 @@ function choosePersistence(
     call,
     locks: new SessionLocks({ store, timeout: o.lockTimeout, ttl: o.lockTtl, call }),
     rejected: rejectionLog(o),
+    importLegacy: o.importers.length === 0 ? undefined : legacyImport({ ...o, store, codec, call }),
   });
 }
 

@@ -1,6 +1,7 @@
 import { type CookieOptions, type ResolvedCookieOptions, resolveCookieOptions } from './cookies.js';
 import { ConfigError } from './errors.js';
 import type { ExpiryPolicy } from './expiry.js';
+import type { LegacyImporter } from './import/types.js';
 import { Signer } from './ids.js';
 import { jsonSerializer, richSerializer, type Serializer } from './serializers.js';
 import type { CookieStore, SessionStore } from './store.js';
@@ -111,6 +112,14 @@ export interface SessionsOptions {
    * @default 10_000
    */
   retryTimeout?: number;
+  /**
+   * Legacy sessions to take over on a visitor's first request, so a live site
+   * moves to satchel without logging anyone out: `fromExpressSession(...)`
+   * (`satchel/import/express-session`), `fromDjango(...)` (`satchel/import/django`).
+   * See the README's "Moving to satchel".
+   * @default []
+   */
+  importers?: readonly LegacyImporter[];
   /** @default console.warn and console.error */
   logger?: Logger;
 }
@@ -133,6 +142,7 @@ const KNOWN: readonly (keyof SessionsOptions)[] = [
   'lockTtl',
   'maxRetries',
   'retryTimeout',
+  'importers',
   'logger',
 ];
 
@@ -168,6 +178,7 @@ export interface ResolvedOptions {
   lockTtl: number;
   maxRetries: number;
   retryTimeout: number;
+  importers: readonly LegacyImporter[];
   logger: Logger;
 }
 
@@ -210,6 +221,7 @@ export function resolveOptions(
             Math.floor(positiveNumber('', 'maxRetries', options.maxRetries)),
           ),
     retryTimeout: positiveNumber('', 'retryTimeout', options.retryTimeout ?? 10_000, true),
+    importers: resolveImporters(options.importers),
     logger: options.logger ?? defaultLogger,
   };
   if (resolved.acceptUnsignedIds && !resolved.signer) {
@@ -217,6 +229,16 @@ export function resolveOptions(
   }
   // Last, so a bad option never leaves a default database file behind.
   return { ...resolved, store: options.store ?? defaultStore() };
+}
+
+function resolveImporters(option: SessionsOptions['importers']): readonly LegacyImporter[] {
+  if (option === undefined) return [];
+  if (!Array.isArray(option) || option.some((i) => typeof i?.read !== 'function')) {
+    throw new ConfigError(
+      'importers must be an array of importers (fromExpressSession(...), fromDjango(...))',
+    );
+  }
+  return option;
 }
 
 function resolveSerializer(option: SessionsOptions['serializer']): Serializer {

@@ -40,6 +40,7 @@ export function responseHeaders(
       }),
     );
   }
+  for (const header of identity.legacyCookies) headers.push(['set-cookie', header]);
   const carriesId = headers.length > 0;
   if (changes.accessed || carriesId) headers.push(['vary', transport.vary]);
   if (transport.exposureHeaders && (identity.urlId !== undefined || links?.used)) {

@@ -12,7 +12,6 @@ import Bowser from 'bowser';
 import { parse as parseCookies } from 'cookie';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import nunjucks from 'nunjucks';
-import { publicMessage } from '../../src/adapters/errors.js';
 import { session } from '../../src/adapters/express.js';
 import {
   type CookieStore,
@@ -711,7 +710,7 @@ export function createApp(options: CartAppOptions): CartApp {
     if (SatchelError.is(err)) {
       // The store is down (503) or another satchel error: the public message the adapters answer with.
       status = err.status;
-      detail = publicMessage(err).trim();
+      detail = err.publicMessage;
       logError(`${req.method} ${req.path} failed: ${err.message}`, {
         code: err.code,
         status,

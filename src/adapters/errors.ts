@@ -1,17 +1,5 @@
-import { SatchelError, type SatchelErrorCode } from '../errors.js';
+import { SatchelError } from '../errors.js';
 import type { Sessions } from '../manager.js';
-
-/** What the client is told; the details (store name, cause) go to the logger only. */
-const PUBLIC_MESSAGES: Partial<Record<SatchelErrorCode, string>> = {
-  ERR_SATCHEL_STORE_UNAVAILABLE:
-    'Service Unavailable: the session store cannot be reached; please try again shortly.',
-  ERR_SATCHEL_CONFLICT:
-    'Service Unavailable: too many concurrent changes to this session; please try again.',
-  ERR_SATCHEL_LOCK_TIMEOUT:
-    'Service Unavailable: this session is busy with another request; please try again.',
-  ERR_SATCHEL_SESSION_INTERRUPTED:
-    'Bad Request: the session was deleted before the request completed (logged out in another tab?).',
-};
 
 /** The headers of an error reply, besides its length. */
 export const ERROR_HEADERS = {
@@ -37,7 +25,7 @@ export function errorReply(sessions: Sessions<any>, err: unknown): ErrorReply {
   let body = 'Internal Server Error\n';
   if (SatchelError.is(err)) {
     status = err.status;
-    body = `${PUBLIC_MESSAGES[err.code] ?? 'Internal Server Error'}\n`;
+    body = `${err.publicMessage}\n`;
     sessions.logger.error(err.message, {
       code: err.code,
       status: err.status,

@@ -3,10 +3,9 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, type RequestListener } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createApp } from '../../examples/shopping-cart/app.js';
-import { createSessions } from '../../src/index.js';
+import { createSessions, type SessionStore } from '../../src/index.js';
 import { memoryStore } from '../../src/stores/memory.js';
 import { sqliteStore } from '../../src/stores/sqlite.js';
 import {
@@ -341,10 +340,28 @@ describe('CSRF protection without a session (double-submit cookie)', () => {
   });
 });
 
+/**
+ * The demo app, imported by a path TypeScript does not follow: it declares its
+ * own SessionData (a module augmentation), which would otherwise type every
+ * other test's sessions as the demo's cart.
+ */
+interface DemoApp {
+  createApp(options: {
+    store: SessionStore;
+    users?: ReadonlyMap<string, string>;
+    logError?: (message: string, details: Record<string, unknown>) => void;
+  }): { app: RequestListener; close(): Promise<void> };
+}
+async function demoApp(): Promise<DemoApp['createApp']> {
+  const href = new URL('../../examples/shopping-cart/app.ts', import.meta.url).href;
+  return ((await import(href)) as DemoApp).createApp;
+}
+
 describe('error pages', () => {
   it('answers an unexpected error with a generic 500 page, the details in the log only', async () => {
     const logged: [string, Record<string, unknown>][] = [];
     // A password hash the scrypt call refuses (N is not a number): the login handler throws.
+    const createApp = await demoApp();
     const { app, close } = createApp({
       store: memoryStore(),
       users: new Map([

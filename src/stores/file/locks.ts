@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { link, open, rename, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StoreUnavailableError } from '../../errors.js';
-import { KeyedMutex } from '../lock.js';
+import { KeyedMutex } from '../../locks.js';
 import { type LockContent, parseLock } from './format.js';
 import { ignoreNotFound, isNotFound, readSafe, readText, type Trust } from './fs.js';
 
