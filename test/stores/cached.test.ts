@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { SessionStore } from '../../src/store.js';
 import { cachedStore } from '../../src/stores/cached.js';
 import { memoryStore } from '../../src/stores/memory.js';
@@ -251,9 +251,15 @@ describe('cached store', () => {
     await b.close();
   });
 
-  it('a revoke in one process is seen by another within the cache bound', async () => {
-    vi.useFakeTimers({ toFake: ['Date'] });
-    try {
+  describe('across processes, each with its own cache', () => {
+    beforeEach(() => {
+      vi.useFakeTimers({ toFake: ['Date'] });
+    });
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    it('a revoke in one process is seen by another within the cache bound', async () => {
       // Two processes, each with its own cache, over one durable store; defaults only.
       const durable = memoryStore();
       const a = cachedStore({ cache: memoryStore(), store: durable, logger: quiet });
@@ -280,9 +286,21 @@ describe('cached store', () => {
       expect(await b.get(other)).toBeUndefined();
       await a.close();
       await b.close();
-    } finally {
-      vi.useRealTimers();
-    }
+    });
+
+    it('keeps cached copies as long as the session only when told cacheTtlMs: Infinity', async () => {
+      const durable = memoryStore();
+      const a = cachedStore({ cache: memoryStore(), store: durable });
+      const b = cachedStore({ cache: memoryStore(), store: durable, cacheTtlMs: Infinity });
+      const key = newKey();
+      await a.create(key, newRecord());
+      expect(await b.get(key)).toBeDefined();
+      await a.destroy(key);
+      vi.advanceTimersByTime(60_000);
+      expect(await b.get(key)).toBeDefined();
+      await a.close();
+      await b.close();
+    });
   });
 
   it('passes clearExpired progress through, and reports once when the durable store does not', async () => {
@@ -301,25 +319,6 @@ describe('cached store', () => {
       expect(seen).toEqual(store === durable ? [{ removed: 1, total: 1 }] : [{ removed: 1 }]);
     }
     await durable.close();
-  });
-
-  it('keeps cached copies as long as the session only when told cacheTtlMs: Infinity', async () => {
-    vi.useFakeTimers({ toFake: ['Date'] });
-    try {
-      const durable = memoryStore();
-      const a = cachedStore({ cache: memoryStore(), store: durable });
-      const b = cachedStore({ cache: memoryStore(), store: durable, cacheTtlMs: Infinity });
-      const key = newKey();
-      await a.create(key, newRecord());
-      expect(await b.get(key)).toBeDefined();
-      await a.destroy(key);
-      vi.advanceTimersByTime(60_000);
-      expect(await b.get(key)).toBeDefined();
-      await a.close();
-      await b.close();
-    } finally {
-      vi.useRealTimers();
-    }
   });
 
   it('lists owners from the durable store, and ends their sessions in the cache too', async () => {

@@ -562,6 +562,14 @@ describe('file store in hostile places', () => {
     );
   });
 
+  it.runIf(posix)('refuses a world-writable folder without the sticky bit', () => {
+    const dir = folder();
+    chmodSync(dir, 0o777);
+    expect(() => fileStore({ dir })).toThrowError(
+      `[satchel] file store: refusing dir ${JSON.stringify(dir)}: it is world-writable without the sticky bit, so any user could replace its contents; use a folder of your own, or chmod +t it`,
+    );
+  });
+
   it.runIf(posix)('refuses a private folder that is a symlink planted in the shared folder', () => {
     const dir = sharedFolder();
     const elsewhere = folder();

@@ -139,17 +139,25 @@ export async function removeIfOld(path: string, before: number): Promise<void> {
 
 /**
  * The folder records go in. `dir` itself, created (0700) if absent — unless
- * it is shared (sticky or world-writable, as /tmp), where any local user
- * could plant or replace files: then a private subfolder of it,
+ * it is shared (sticky and world-writable, as /tmp), where any local user
+ * could plant files: then a private subfolder of it,
  * `satchel-sessions-<uid>`, created 0700 and refused, as OpenSSH's
  * StrictModes does, when it exists as anything but a folder of this user's
- * with no access for others.
+ * with no access for others. A world-writable folder without the sticky bit
+ * is refused: anyone could rename the private subfolder away.
  */
 export function resolveFolder(dir: string, uid: number | undefined, create: boolean): string {
   ensureDir(dir, create);
   if (uid === undefined) return dir;
   const mode = statSync(dir).mode;
   if ((mode & 0o1002) === 0) return dir;
+  if ((mode & 0o1000) === 0) {
+    // Without the sticky bit anyone may rename or replace even this user's
+    // entries, the private subfolder included.
+    throw new ConfigError(
+      `file store: refusing dir ${JSON.stringify(dir)}: it is world-writable without the sticky bit, so any user could replace its contents; use a folder of your own, or chmod +t it`,
+    );
+  }
   const own = join(dir, `satchel-sessions-${uid}`);
   const where = `the private folder ${JSON.stringify(own)} (dir ${JSON.stringify(dir)} is shared, so sessions are kept in a folder of this user's inside it)`;
   if (create) {

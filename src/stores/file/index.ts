@@ -36,13 +36,15 @@ export type FileStoreLogger = StoreLogger;
 export interface FileStoreOptions {
   /**
    * The folder holding one file per session, created (mode 0700) if absent.
-   * When it is shared — sticky or world-writable, as `/tmp`, the default —
-   * sessions go in a private subfolder of it, `satchel-sessions-<uid>`
+   * When it is shared — sticky, as `/tmp`, the default — sessions go in a
+   * private subfolder of it, `satchel-sessions-<uid>`
    * (mode 0700, this user's): any local user can create files in a shared
    * folder, and a planted session file would sign its author in as anyone.
    * A subfolder of that name that is not this user's, or is open to others,
-   * is refused at creation, as OpenSSH refuses a key file others can write.
-   * A folder of your own is still better in production.
+   * is refused at creation, as OpenSSH refuses a key file others can write;
+   * so is a world-writable folder without the sticky bit, where anyone
+   * could rename that subfolder away. A folder of your own is still better
+   * in production.
    * @default os.tmpdir()
    */
   dir?: string;
