@@ -28,6 +28,7 @@ import {
 } from '../../src/index.js';
 import { authenticate, DEMO_USERS } from './auth.js';
 import { type CsrfFailure, type CsrfGuard, cookieCsrf, sessionCsrf } from './csrf.js';
+import { createMetrics } from './metrics.js';
 
 // The session's shape, declared once for the whole app; req.session.get('cart')
 // is then a string[]. In your app: `declare module 'satchel' { ... }`. Here the
@@ -161,6 +162,12 @@ export interface CartAppOptions {
    * @default console.error
    */
   logError?: (message: string, details: Record<string, unknown>) => void;
+  /**
+   * Serve Prometheus metrics at GET /metrics (metrics.ts), without a session.
+   * Keep it off the public internet: expose it to your Prometheus only.
+   * @default false (server.ts turns it on)
+   */
+  metrics?: boolean;
 }
 
 export interface CartApp {
@@ -354,6 +361,9 @@ export function createApp(options: CartAppOptions): CartApp {
     });
     next();
   });
+  // Before the session middleware: a scrape neither loads nor creates a session.
+  const metrics = options.metrics ? createMetrics({ stores: [sessions.store.name] }) : undefined;
+  if (metrics) app.get('/metrics', metrics.handler);
   app.use(session(sessions));
   app.use(express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 20 }));
 
@@ -731,7 +741,10 @@ export function createApp(options: CartAppOptions): CartApp {
   return {
     app,
     sessions,
-    close: () => sessions.close(),
+    close: () => {
+      metrics?.close();
+      return sessions.close();
+    },
   };
 }
 

@@ -16,6 +16,9 @@
  *                           parameter for browsers without cookies) | header (API clients)
  *   CART_MAX_ITEMS          most items in one cart (default 200)
  *
+ * GET /metrics answers Prometheus metrics (metrics.ts); serve it to your
+ * Prometheus only, never publicly.
+ *
  * With postgres (or cached in front of it) the server runs `satchel migrate`
  * at start-up, which creates the table if it is missing and says so.
  */
@@ -88,6 +91,7 @@ const { app, close } = createApp({
   storeDescription: choice.description,
   maxCartItems,
   sessions: { transport },
+  metrics: true,
 });
 const server = createServer(app);
 
