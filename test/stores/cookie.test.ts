@@ -117,7 +117,7 @@ describe('cookie store', () => {
       '[satchel] cookie store: unknown option "maxAge": known options: secrets',
     );
     expect(() => cookieStore({ secrets: [] })).toThrow(
-      '[satchel] cookie store: secrets must be a string or a non-empty array of strings',
+      '[satchel] cookie store: secrets must hold at least one key',
     );
   });
 
