@@ -1,0 +1,426 @@
+import { performance } from 'node:perf_hooks';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import type BetterSqlite3 from 'better-sqlite3';
+import { ConfigError } from '../../errors.js';
+import type {
+  ClearExpiredOptions,
+  SessionStore,
+  StoredSession,
+  UpdateResult,
+} from '../../store.js';
+import { checkOptions, openGuard, positiveInteger, positiveNumber } from '../kit.js';
+import {
+  adapt,
+  type Connection,
+  chooseDriver,
+  driverOf,
+  type NodeSqliteDatabase,
+  openConnection,
+  type SqliteDriver,
+  type Statement,
+  unavailable,
+} from './driver.js';
+
+export type { NodeSqliteDatabase, SqliteDriver } from './driver.js';
+
+export interface SqliteStoreOptions {
+  /**
+   * The database file, created if absent — readable and writable by this
+   * user only (0600), and SQLite gives its -wal and -shm files the same mode,
+   * so other local users cannot read sessions (or their owners) from disk.
+   * An existing file keeps its mode. `':memory:'` keeps everything in this
+   * connection only. A plain path: `file:` URIs are refused, because the two
+   * drivers read them differently. Ignored when `database` is given.
+   * @default 'satchel-sessions.db' (in the current working directory)
+   */
+  path?: string;
+  /**
+   * Which SQLite driver opens `path`: `'node:sqlite'`, built into Node.js
+   * 22.13 and later (nothing to install or compile), or `'better-sqlite3'`,
+   * the optional peer dependency (`npm install better-sqlite3@12`), for
+   * Node.js 20. Asking for one that is not available is a ConfigError.
+   * With `database`, the driver is the one that opened it.
+   * @default 'node:sqlite' where this Node.js has it, 'better-sqlite3' elsewhere
+   */
+  driver?: SqliteDriver;
+  /**
+   * An open database to use instead of opening `path`: a better-sqlite3
+   * `Database` or a `node:sqlite` `DatabaseSync`. The store does not change
+   * its journal mode or timeouts, and does not close it on `close()`.
+   * @default undefined
+   */
+  database?: BetterSqlite3.Database | NodeSqliteDatabase;
+  /**
+   * The sessions table, created if absent, with a `<table>_locks` table beside
+   * it. It is spliced into SQL, so it must be a plain identifier.
+   * @default 'satchel_sessions'
+   */
+  table?: string;
+  /**
+   * How many expired rows one `clearExpired` DELETE statement removes. A
+   * batch (see `batchMs`) runs as many of these as fit in its time.
+   * @default 500
+   */
+  batchSize?: number;
+  /**
+   * How long, in milliseconds, `clearExpired` keeps deleting in one
+   * transaction before it commits, reports progress and yields to the event
+   * loop. Each transaction rewrites every index page it touched, so longer
+   * batches clear a large backlog several times faster; but for that long
+   * they hold SQLite's write lock (other writers wait) and this process's
+   * event loop.
+   * @default 100
+   */
+  batchMs?: number;
+}
+
+const KNOWN: (keyof SqliteStoreOptions)[] = [
+  'path',
+  'driver',
+  'database',
+  'table',
+  'batchSize',
+  'batchMs',
+];
+
+// Names other SQLite session stores (connect-sqlite3, better-sqlite3-session-store) use.
+const HINTS: Record<string, string> = {
+  db: 'pass the database file as path (or an open database as database)',
+  dir: 'pass the folder and file name together as path',
+  filename: 'use path',
+  client: 'pass an open database as database',
+};
+
+/** A SQLite session store; `driver` says which driver it runs on. */
+export interface SqliteStore extends SessionStore {
+  readonly driver: SqliteDriver;
+}
+
+interface Row {
+  data: string;
+  version: number;
+  expires_at: number;
+  created_at: number;
+  owner: string | null;
+}
+
+interface WriteParams {
+  key: string;
+  data: string;
+  version: number;
+  expiresAt: number;
+  createdAt: number;
+  owner: string | null;
+  now: number;
+}
+
+const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+// A large cleanup deletes rows whose keys (hashes) are spread over the whole
+// primary-key index; while it runs, a page cache that holds most of that
+// index lets each transaction rewrite a page once instead of re-reading it.
+// Raised for the cleanup only, then put back.
+const CLEAR_CACHE_KIB = 64 * 1024;
+
+/**
+ * Keeps sessions in a SQLite database, in WAL mode so readers never wait for
+ * the writer. Several processes on one machine may share the file. It runs on
+ * `node:sqlite` where Node.js has it (22.13+) and on better-sqlite3 (an
+ * optional peer dependency, loaded only when this factory runs) on Node.js 20.
+ */
+export function sqliteStore(options?: SqliteStoreOptions): SqliteStore {
+  const given = checkOptions('sqlite', options, KNOWN, HINTS);
+  const table = given.table ?? 'satchel_sessions';
+  const batchSize = positiveInteger('sqlite store: ', 'batchSize', given.batchSize ?? 500);
+  const batchMs = positiveNumber('sqlite store: ', 'batchMs', given.batchMs ?? 100);
+  if (!TABLE_NAME.test(table)) {
+    throw new ConfigError(
+      `sqlite store: table must be a plain identifier matching ${TABLE_NAME}; got ${JSON.stringify(table)}`,
+    );
+  }
+  if (given.path !== undefined && given.database !== undefined) {
+    throw new ConfigError('sqlite store: pass either path or database, not both');
+  }
+  const path = given.path ?? 'satchel-sessions.db';
+  if (typeof path !== 'string' || path.startsWith('file:')) {
+    throw new ConfigError(
+      `sqlite store: path must be a file path (file: URIs are not supported); got ${JSON.stringify(path)}`,
+    );
+  }
+
+  const ownsDatabase = given.database === undefined;
+  let db: Connection;
+  if (given.database === undefined) {
+    db = openConnection(path, chooseDriver(given.driver), given.driver !== undefined);
+  } else {
+    const driver = driverOf(given.database);
+    if (given.driver !== undefined && chooseDriver(given.driver) !== driver) {
+      throw new ConfigError(
+        `sqlite store: driver is '${given.driver}' but database was opened by ${driver}`,
+      );
+    }
+    db = adapt(given.database);
+  }
+
+  let statements: Statements;
+  let cache: CacheSize;
+  try {
+    if (ownsDatabase) {
+      db.exec('PRAGMA journal_mode = WAL');
+      db.exec('PRAGMA synchronous = NORMAL');
+      db.exec('PRAGMA busy_timeout = 5000');
+    }
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS "${table}" (
+        key TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        owner TEXT
+      );
+      CREATE INDEX IF NOT EXISTS "${table}_expires_at" ON "${table}" (expires_at);
+      CREATE INDEX IF NOT EXISTS "${table}_owner" ON "${table}" (owner);
+      CREATE TABLE IF NOT EXISTS "${table}_locks" (
+        key TEXT PRIMARY KEY,
+        token TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+      );
+    `);
+    statements = prepareStatements(db, table);
+    cache = largerCacheWhileClearing(db);
+  } catch (err) {
+    if (ownsDatabase) db.close();
+    throw unavailable(`cannot set up table ${table}`, err);
+  }
+
+  const guard = openGuard('sqlite');
+  const run = <T>(op: string, fn: () => T): T => {
+    guard.check();
+    try {
+      return fn();
+    } catch (err) {
+      throw unavailable(`${op} failed`, err);
+    }
+  };
+
+  const params = (key: string, record: StoredSession, now: number): WriteParams => ({
+    key,
+    data: record.data,
+    version: record.version,
+    expiresAt: record.expiresAt,
+    createdAt: record.createdAt,
+    owner: record.owner ?? null,
+    now,
+  });
+
+  /** One clearExpired transaction: DELETE statements until done or `batchMs` has passed. */
+  const clearBatch = (now: number) =>
+    db.transaction(() => {
+      const began = performance.now();
+      let removed = 0;
+      for (;;) {
+        const changes = Number(statements.clearBatch.run(now, batchSize).changes);
+        removed += changes;
+        if (changes < batchSize) return { removed, done: true };
+        if (performance.now() - began >= batchMs) return { removed, done: false };
+      }
+    });
+
+  return {
+    name: 'sqlite',
+    driver: db.driver,
+
+    async get(key) {
+      const row = run('get', () => statements.get.get(key, Date.now()) as Row | undefined);
+      return row === undefined ? undefined : toRecord(row);
+    },
+
+    async count(now) {
+      return run('count', () => (statements.count.get(now) as { n: number }).n);
+    },
+
+    async listByOwner(owner) {
+      const rows = run(
+        'listByOwner',
+        () => statements.byOwner.all(owner, Date.now()) as (Row & { key: string })[],
+      );
+      return rows.map((row) => ({ key: row.key, record: toRecord(row) }));
+    },
+
+    async destroyByOwner(owner, exceptKey) {
+      return run('destroyByOwner', () =>
+        Number(statements.destroyByOwner.run(owner, exceptKey ?? '', Date.now()).changes),
+      );
+    },
+
+    async create(key, record) {
+      return run(
+        'create',
+        () => Number(statements.create.run(params(key, record, Date.now())).changes) === 1,
+      );
+    },
+
+    async update(key, record, expectedVersion): Promise<UpdateResult> {
+      const write = { ...params(key, record, Date.now()), expectedVersion };
+      // A conflict and a missing row look the same to the UPDATE (no change);
+      // one transaction tells them apart consistently.
+      return run('update', () =>
+        db.transaction(() => {
+          if (Number(statements.update.run(write).changes) === 1) return 'ok';
+          return statements.exists.get(key, write.now) === undefined ? 'missing' : 'conflict';
+        }),
+      );
+    },
+
+    async touch(key, expiresAt) {
+      run('touch', () => statements.touch.run(expiresAt, key, Date.now()));
+    },
+
+    async destroy(key) {
+      run('destroy', () => statements.destroy.run(key));
+    },
+
+    async clearExpired(now = Date.now(), opts?: ClearExpiredOptions) {
+      const onProgress = opts?.onProgress;
+      let total = onProgress
+        ? run('clearExpired', () => (statements.countExpired.get(now) as { n: number }).n)
+        : undefined;
+      let removed = 0;
+      run('clearExpired', () => cache.raise());
+      try {
+        for (;;) {
+          const batch = run('clearExpired', () => clearBatch(now));
+          removed += batch.removed;
+          if (onProgress) {
+            // Rows that expired since the count was taken are removed too.
+            if (total !== undefined && removed > total) total = removed;
+            onProgress(total === undefined ? { removed } : { removed, total });
+          }
+          if (batch.done) break;
+          await yieldToEventLoop();
+        }
+        run('clearExpired', () => statements.clearLocks.run(now));
+      } finally {
+        if (!guard.closed) run('clearExpired', () => cache.restore());
+      }
+      return removed;
+    },
+
+    async close() {
+      if (!guard.close()) return;
+      if (!ownsDatabase) return;
+      try {
+        db.close();
+      } catch (err) {
+        throw unavailable('close failed', err);
+      }
+    },
+
+    async lock(key, token, ttlMs) {
+      const now = Date.now();
+      return run(
+        'lock',
+        () =>
+          Number(statements.lock.run({ key, token, expiresAt: now + ttlMs, now }).changes) === 1,
+      );
+    },
+
+    async unlock(key, token) {
+      run('unlock', () => statements.unlock.run(key, token));
+    },
+  };
+}
+
+/**
+ * Raises the connection's page cache to CLEAR_CACHE_KIB while at least one
+ * clearExpired runs, and puts the previous size back after the last one.
+ */
+function largerCacheWhileClearing(db: Connection): CacheSize {
+  const read = db.prepare('PRAGMA cache_size');
+  const pageSize = db.prepare('PRAGMA page_size');
+  let running = 0;
+  let previous: number | undefined;
+  return {
+    raise() {
+      if (running++ > 0) return;
+      const current = (read.get() as { cache_size: number }).cache_size;
+      const bytes =
+        current < 0
+          ? -current * 1024
+          : current * (pageSize.get() as { page_size: number }).page_size;
+      if (bytes >= CLEAR_CACHE_KIB * 1024) return;
+      previous = current;
+      db.exec(`PRAGMA cache_size = -${CLEAR_CACHE_KIB}`);
+    },
+    restore() {
+      if (--running > 0 || previous === undefined) return;
+      db.exec(`PRAGMA cache_size = ${previous}`);
+      previous = undefined;
+    },
+  };
+}
+
+function toRecord(row: Row): StoredSession {
+  const record: StoredSession = {
+    data: row.data,
+    version: row.version,
+    expiresAt: row.expires_at,
+    createdAt: row.created_at,
+  };
+  if (row.owner !== null) record.owner = row.owner;
+  return record;
+}
+
+function prepareStatements(db: Connection, table: string) {
+  const t = `"${table}"`;
+  const locksTable = `"${table}_locks"`;
+  const s = (sql: string): Statement => db.prepare(sql);
+  return {
+    get: s(
+      `SELECT data, version, expires_at, created_at, owner FROM ${t} WHERE key = ? AND expires_at > ?`,
+    ),
+    // Inserts, or replaces a row that has already expired; no change when a
+    // live row holds the key.
+    create: s(
+      `INSERT INTO ${t} (key, data, version, expires_at, created_at, owner)
+       VALUES (@key, @data, @version, @expiresAt, @createdAt, @owner)
+       ON CONFLICT (key) DO UPDATE SET
+         data = excluded.data, version = excluded.version, expires_at = excluded.expires_at,
+         created_at = excluded.created_at, owner = excluded.owner
+       WHERE ${t}.expires_at <= @now`,
+    ),
+    update: s(
+      `UPDATE ${t} SET data = @data, version = @version, expires_at = @expiresAt,
+         created_at = @createdAt, owner = @owner
+       WHERE key = @key AND version = @expectedVersion AND expires_at > @now`,
+    ),
+    count: s(`SELECT count(*) AS n FROM ${t} WHERE expires_at > ?`),
+    countExpired: s(`SELECT count(*) AS n FROM ${t} WHERE expires_at <= ?`),
+    byOwner: s(
+      `SELECT key, data, version, expires_at, created_at, owner FROM ${t} WHERE owner = ? AND expires_at > ?`,
+    ),
+    destroyByOwner: s(`DELETE FROM ${t} WHERE owner = ? AND key <> ? AND expires_at > ?`),
+    exists: s(`SELECT 1 FROM ${t} WHERE key = ? AND expires_at > ?`),
+    touch: s(`UPDATE ${t} SET expires_at = ? WHERE key = ? AND expires_at > ?`),
+    destroy: s(`DELETE FROM ${t} WHERE key = ?`),
+    clearBatch: s(
+      `DELETE FROM ${t} WHERE rowid IN (SELECT rowid FROM ${t} WHERE expires_at <= ? LIMIT ?)`,
+    ),
+    // Takes the lock when it is free, expired, or already held by this token.
+    lock: s(
+      `INSERT INTO ${locksTable} (key, token, expires_at) VALUES (@key, @token, @expiresAt)
+       ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires_at = excluded.expires_at
+       WHERE ${locksTable}.expires_at <= @now OR ${locksTable}.token = excluded.token`,
+    ),
+    unlock: s(`DELETE FROM ${locksTable} WHERE key = ? AND token = ?`),
+    clearLocks: s(`DELETE FROM ${locksTable} WHERE expires_at <= ?`),
+  };
+}
+
+type Statements = ReturnType<typeof prepareStatements>;
+
+interface CacheSize {
+  raise(): void;
+  restore(): void;
+}
