@@ -9,39 +9,27 @@
  * tells anyone how busy the site is and when its store struggles. The demo
  * listens on 127.0.0.1 by default.
  *
- * In your app import SatchelError from 'satchel'.
+ * In your app import these from 'satchel'.
  */
 import diagnostics from 'node:diagnostics_channel';
 import type { Request, Response } from 'express';
 import { Counter, Histogram, Registry } from 'prom-client';
-import { SatchelError } from '../../src/index.js';
+import {
+  type CommitMessage,
+  type ConflictMessage,
+  type LoadMessage,
+  SatchelError,
+  type StoreCallMessage,
+} from '../../src/index.js';
 
-/** Message fields this file reads (see src/diagnostics.ts for the full shapes). */
-interface LoadMessage {
-  store: string;
-  found?: boolean;
-  error?: unknown;
-}
-interface CommitMessage {
-  store: string;
-  status: number;
-  retries?: number;
-  error?: unknown;
-}
-interface ConflictMessage {
-  store: string;
-}
-interface StoreCallMessage {
-  store: string;
-  operation: string;
-  durationMs: number;
-  ok: boolean;
-}
+/** A tracing channel's message: Node sets `error` when the call failed. */
+type Traced<M> = M & { error?: unknown };
 
 /**
- * Seconds, from 50 µs (an in-memory store) to 2.5 s (a store timing out):
- * Redis and PostgreSQL calls land around 0.2–5 ms, a commit that retries
- * after conflicts in the tens of milliseconds.
+ * Seconds, from 50 µs (an in-memory store) to 2.5 s (a store timing out).
+ * Measured through the demo on one machine: SQLite calls about 0.1 ms, local
+ * PostgreSQL 1–2 ms, local Redis 2 ms; a commit that backs off after
+ * conflicts takes tens of milliseconds.
  */
 export const LATENCY_BUCKETS = [
   0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
@@ -139,44 +127,34 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const started = new WeakMap<object, number>();
   const noop = () => {};
 
-  const loadHandlers = {
-    start(message: LoadMessage) {
-      started.set(message, performance.now());
-    },
-    end: noop,
-    asyncStart: noop,
-    error({ store, error }: LoadMessage) {
-      if (unavailable(error)) unavailableTotal.inc({ store, phase: 'load', code: error.code });
-    },
-    asyncEnd(message: LoadMessage) {
-      const { store } = message;
-      initStore(store);
-      const result =
-        message.error !== undefined ? 'error' : message.found === true ? 'found' : 'new';
-      loads.inc({ store, result });
-      const start = started.get(message);
-      if (start !== undefined) loadDuration.observe({ store }, (performance.now() - start) / 1000);
-    },
-  };
-  const commitHandlers = {
-    start(message: CommitMessage) {
-      started.set(message, performance.now());
-    },
-    end: noop,
-    asyncStart: noop,
-    error({ store, error }: CommitMessage) {
-      if (unavailable(error)) unavailableTotal.inc({ store, phase: 'commit', code: error.code });
-    },
-    asyncEnd(message: CommitMessage) {
-      const { store } = message;
-      initStore(store);
-      commits.inc({ store, result: message.error !== undefined ? 'error' : 'ok' });
-      const start = started.get(message);
-      if (start !== undefined) {
-        commitDuration.observe({ store }, (performance.now() - start) / 1000);
-      }
-    },
-  };
+  /** Counts and times one tracing channel's calls; returns how to unsubscribe. */
+  function trace<M extends { store: string }>(
+    phase: 'load' | 'commit',
+    count: Counter<'store' | 'result'>,
+    duration: Histogram<'store'>,
+    resultOf: (message: Traced<M>) => string,
+  ): () => void {
+    const channel = diagnostics.tracingChannel<unknown, Traced<M>>(`satchel:${phase}`);
+    const handlers = {
+      start: (message: Traced<M>) => void started.set(message, performance.now()),
+      end: noop,
+      asyncStart: noop,
+      error({ store, error }: Traced<M>) {
+        if (unavailable(error)) unavailableTotal.inc({ store, phase, code: error.code });
+      },
+      // The last event, after a success or an error.
+      asyncEnd(message: Traced<M>) {
+        const { store } = message;
+        initStore(store);
+        count.inc({ store, result: message.error !== undefined ? 'error' : resultOf(message) });
+        const start = started.get(message);
+        if (start !== undefined) duration.observe({ store }, (performance.now() - start) / 1000);
+      },
+    };
+    channel.subscribe(handlers);
+    return () => channel.unsubscribe(handlers);
+  }
+
   const onConflict = (message: unknown) => {
     const { store } = message as ConflictMessage;
     initStore(store);
@@ -187,12 +165,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     storeCalls.observe({ store, operation, result: ok ? 'ok' : 'error' }, durationMs / 1000);
   };
 
-  // The handlers are typed for the message fields read here; Node's types
-  // describe the channels' messages as unknown.
-  const load = diagnostics.tracingChannel('satchel:load');
-  const commit = diagnostics.tracingChannel('satchel:commit');
-  load.subscribe(loadHandlers as unknown as Parameters<typeof load.subscribe>[0]);
-  commit.subscribe(commitHandlers as unknown as Parameters<typeof commit.subscribe>[0]);
+  const unsubscribe = [
+    trace<LoadMessage>('load', loads, loadDuration, (m) => (m.found ? 'found' : 'new')),
+    trace<CommitMessage>('commit', commits, commitDuration, () => 'ok'),
+  ];
   diagnostics.subscribe('satchel:conflict', onConflict);
   diagnostics.subscribe('satchel:store', onStoreCall);
 
@@ -203,8 +179,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       res.status(200).type(registry.contentType).set('cache-control', 'no-store').send(body);
     },
     close() {
-      load.unsubscribe(loadHandlers as unknown as Parameters<typeof load.unsubscribe>[0]);
-      commit.unsubscribe(commitHandlers as unknown as Parameters<typeof commit.unsubscribe>[0]);
+      for (const stop of unsubscribe) stop();
       diagnostics.unsubscribe('satchel:conflict', onConflict);
       diagnostics.unsubscribe('satchel:store', onStoreCall);
     },
