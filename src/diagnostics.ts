@@ -21,8 +21,8 @@ export interface LoadMessage {
 
 export interface CommitMessage {
   store: string;
-  /** The response status the commit saw (a 5xx saves nothing but deletions). */
-  status: number;
+  /** The response status the commit saw (a 5xx saves nothing but deletions); absent for `session.save()`. */
+  status?: number;
   /** Compare-and-set retries the commit needed (0 without conflict); set when it ends. */
   retries?: number;
 }

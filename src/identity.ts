@@ -34,7 +34,7 @@ export class Identity {
   corrupt = false;
   /** An unsigned ID accepted during a signing rollout: the response re-sends it signed. */
   resign = false;
-  /** Compare-and-set retries the last save needed (for the `satchel:commit` channel). */
+  /** Compare-and-set retries the latest save needed (for the `satchel:commit` channel). */
   retries = 0;
   /** Set-Cookie headers deleting a legacy session cookie that was just imported. */
   legacyCookies: string[] = [];

@@ -199,10 +199,23 @@ export function buildSessions<D extends object = SessionData>(
     call: storeCaller(persistence.store, events),
     serverSide: !isCookieStore(o.store),
   });
+  const storeName = persistence.store.name;
   const runtime: SessionRuntime = {
     policy: o.policy,
     issueId: ids.issue,
-    save: (parts) => persistence.save(parts),
+    // session.save() is a commit too, as far as tracing goes.
+    save: (parts) =>
+      traced(
+        channels.commit,
+        (): CommitMessage => ({ store: storeName }),
+        async (message) => {
+          try {
+            await persistence.save(parts);
+          } finally {
+            if (message) message.retries = parts.identity.retries;
+          }
+        },
+      ),
   };
   const isSecure = (request: IncomingRequest): boolean => {
     if (request.encrypted) return true;
@@ -211,7 +224,6 @@ export function buildSessions<D extends object = SessionData>(
     return proto?.split(',')[0]?.trim().toLowerCase() === 'https';
   };
   const keyOf = (session: Session<D>) => sessionParts(session).identity.key;
-  const storeName = persistence.store.name;
 
   const sessions: Sessions<D> = {
     store: persistence.store,

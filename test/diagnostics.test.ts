@@ -59,6 +59,18 @@ describe('diagnostics_channel', () => {
     });
   });
 
+  it('traces session.save() on satchel:commit too, without a status', async () => {
+    const commits = trace('satchel:commit');
+    sessions = createSessions({ store: memoryStore() });
+    const s = await sessions.load(fakeRequest());
+    s.set('n', 1);
+    await s.save();
+    expect(commits.map(([event]) => event)).toEqual(['start', 'end', 'asyncStart', 'asyncEnd']);
+    expect(commits[0]![1]).toEqual({ store: 'memory' });
+    await sessions.commit(s, 200);
+    expect(commits.at(-1)![1]).toMatchObject({ store: 'memory', status: 200, retries: 0 });
+  });
+
   it('publishes a failed commit on the error event', async () => {
     const commits = trace('satchel:commit');
     sessions = createSessions({

@@ -75,8 +75,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   });
   const commits = new Counter({
     name: 'satchel_commits_total',
-    help: 'Session commits (one per request that loaded a session), by outcome',
-    labelNames: ['store', 'result'] as const,
+    help: 'Session commits, by outcome and kind: response (one per request that loaded a session) or save (session.save() in a handler)',
+    labelNames: ['store', 'result', 'kind'] as const,
     registers,
   });
   const conflicts = new Counter({
@@ -107,8 +107,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   });
   const commitDuration = new Histogram({
     name: 'satchel_commit_duration_seconds',
-    help: 'Duration of sessions.commit, compare-and-set retries included',
-    labelNames: ['store'] as const,
+    help: 'Duration of sessions.commit and session.save(), compare-and-set retries included',
+    labelNames: ['store', 'kind'] as const,
     buckets: LATENCY_BUCKETS,
     registers,
   });
@@ -130,9 +130,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   /** Counts and times one tracing channel's calls; returns how to unsubscribe. */
   function trace<M extends { store: string }>(
     phase: 'load' | 'commit',
-    count: Counter<'store' | 'result'>,
-    duration: Histogram<'store'>,
+    count: Counter<string>,
+    duration: Histogram<string>,
     resultOf: (message: Traced<M>) => string,
+    labelsOf: (message: Traced<M>) => Record<string, string> = () => ({}),
   ): () => void {
     const channel = diagnostics.tracingChannel<unknown, Traced<M>>(`satchel:${phase}`);
     const handlers = {
@@ -146,9 +147,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       asyncEnd(message: Traced<M>) {
         const { store } = message;
         initStore(store);
-        count.inc({ store, result: message.error !== undefined ? 'error' : resultOf(message) });
+        const labels = { store, ...labelsOf(message) };
+        count.inc({ ...labels, result: message.error !== undefined ? 'error' : resultOf(message) });
         const start = started.get(message);
-        if (start !== undefined) duration.observe({ store }, (performance.now() - start) / 1000);
+        if (start !== undefined) duration.observe(labels, (performance.now() - start) / 1000);
       },
     };
     channel.subscribe(handlers);
@@ -167,7 +169,16 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
 
   const unsubscribe = [
     trace<LoadMessage>('load', loads, loadDuration, (m) => (m.found ? 'found' : 'new')),
-    trace<CommitMessage>('commit', commits, commitDuration, () => 'ok'),
+    // A commit message without a status is a handler's session.save().
+    trace<CommitMessage>(
+      'commit',
+      commits,
+      commitDuration,
+      () => 'ok',
+      (m) => ({
+        kind: m.status === undefined ? 'save' : 'response',
+      }),
+    ),
   ];
   diagnostics.subscribe('satchel:conflict', onConflict);
   diagnostics.subscribe('satchel:store', onStoreCall);

@@ -200,6 +200,7 @@ export class ServerPersistence implements Persistence {
 
   async save(parts: SessionParts): Promise<void> {
     const { identity, changes, flash } = parts;
+    identity.retries = 0;
     if (identity.resign && identity.record) identity.outcome = 'set';
     identity.resign = false;
     const flashOp = flash.drain();
@@ -231,7 +232,7 @@ export class ServerPersistence implements Persistence {
       ops: changes.ops,
     });
     identity.record = outcome.record;
-    identity.retries += outcome.retries;
+    identity.retries = outcome.retries;
     identity.outcome = outcome.record ? 'set' : 'delete';
     changes.saved(outcome.data);
   }

@@ -122,9 +122,11 @@ describe('the demo /metrics (sqlite store)', () => {
 
     expect(delta('satchel_loads_total', { ...store, result: 'new' })).toBe(1);
     expect(delta('satchel_loads_total', { ...store, result: 'found' })).toBe(2);
-    expect(delta('satchel_commits_total', { ...store, result: 'ok' })).toBe(3);
+    expect(delta('satchel_commits_total', { ...store, result: 'ok', kind: 'response' })).toBe(3);
+    // The demo saves before rendering, so each add also traces one session.save().
+    expect(delta('satchel_commits_total', { ...store, result: 'ok', kind: 'save' })).toBe(3);
     expect(delta('satchel_load_duration_seconds_count', store)).toBe(3);
-    expect(delta('satchel_commit_duration_seconds_count', store)).toBe(3);
+    expect(delta('satchel_commit_duration_seconds_count', { ...store, kind: 'response' })).toBe(3);
     expect(delta('satchel_load_duration_seconds_sum', store)).toBeGreaterThan(0);
     expect(delta('satchel_conflicts_total', store)).toBe(0);
 
@@ -224,7 +226,9 @@ describeWithService('the demo /metrics on Redis, two processes racing', redisMis
     for (const delta of deltas) {
       const found = delta('satchel_loads_total', { ...store, result: 'found' });
       expect(found).toBe((rounds * perRound) / 2);
-      expect(delta('satchel_commits_total', { ...store, result: 'ok' })).toBe(found);
+      expect(delta('satchel_commits_total', { ...store, result: 'ok', kind: 'response' })).toBe(
+        found,
+      );
       // Every retry first reads the session again: one get per load, plus one per conflict.
       expect(
         delta('satchel_store_call_duration_seconds_count', {
