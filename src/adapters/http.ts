@@ -5,6 +5,7 @@ import type { IncomingRequest, Sessions } from '../manager.js';
 import type { Session } from '../session.js';
 import { errorReply } from './errors.js';
 import { applyCommitHeaders, type HeaderTarget } from './headers.js';
+import { type Holder, hold, isWriteHead } from './hold.js';
 
 /** node:http requests (Express's too) as the manager sees them. */
 export function incoming(req: IncomingMessage): IncomingRequest {
@@ -53,13 +54,11 @@ function headerTarget(res: ServerResponse): HeaderTarget {
   };
 }
 
-type Writer = (...args: unknown[]) => unknown;
-
 /**
  * Holds the response until the session is committed, so its Set-Cookie is
  * sent and the store written before the client sees anything — a redirect
  * never races the save. The first writeHead, write or end starts the commit;
- * calls made meanwhile are queued and replayed in order.
+ * calls made meanwhile are queued and replayed in order (see hold.ts).
  */
 export function commitBeforeResponse<D extends object>(
   sessions: Sessions<D>,
@@ -67,76 +66,42 @@ export function commitBeforeResponse<D extends object>(
   res: ServerResponse,
   otherwise: (err: unknown) => void,
 ): { settled(): void } {
-  const onError = (err: unknown) => handleSessionError(sessions, res, err, otherwise);
-  const original = {
-    writeHead: res.writeHead as Writer,
-    write: res.write as Writer,
-    end: res.end as Writer,
+  const holder: Holder = {
+    state: 'open',
+    left: false,
+    queue: [],
+    start(status) {
+      sessions.commit(session, status ?? res.statusCode).then(
+        ({ headers }) => {
+          holder.state = 'done';
+          // Headers given to writeHead() are set first, so the commit's merge with them.
+          for (const [fn, args] of holder.queue) if (isWriteHead(fn)) hoistHeaders(res, args);
+          applyCommitHeaders(headers, headerTarget(res));
+          for (const [fn, args] of holder.queue) fn.apply(res, args);
+        },
+        (err: unknown) => {
+          holder.state = 'done';
+          handleSessionError(sessions, res, err, otherwise);
+        },
+      );
+    },
+    /** Nothing is saved for a client that left; the lock is released only now, as the handler is done. */
+    giveUp() {
+      holder.state = 'done';
+      sessions.abandon(session).catch(() => {});
+    },
   };
-  const queue: [Writer, unknown[]][] = [];
-  let state: 'open' | 'committing' | 'done' = 'open';
-  let status: number | undefined;
-  /** The client went away; the handler may still be running. */
-  let left = false;
-
-  const restore = () => {
-    res.writeHead = original.writeHead as typeof res.writeHead;
-    res.write = original.write as typeof res.write;
-    res.end = original.end as typeof res.end;
-  };
-
-  const start = () => {
-    if (state !== 'open') return;
-    state = 'committing';
-    sessions.commit(session, status ?? res.statusCode).then(
-      ({ headers }) => {
-        state = 'done';
-        restore();
-        // Headers given to writeHead() are set first, so the commit's merge with them.
-        for (const [fn, args] of queue) if (fn === original.writeHead) hoistHeaders(res, args);
-        applyCommitHeaders(headers, headerTarget(res));
-        for (const [fn, args] of queue) fn.apply(res, args);
-      },
-      (err: unknown) => {
-        state = 'done';
-        restore();
-        onError(err);
-      },
-    );
-  };
-
-  /** Nothing is saved for a client that left; the lock is released only now, as the handler is done. */
-  const giveUp = () => {
-    state = 'done';
-    restore();
-    sessions.abandon(session).catch(() => {});
-  };
-
-  const hold =
-    (fn: Writer, isHead = false): Writer =>
-    (...args) => {
-      if (left) {
-        giveUp();
-        return fn.apply(res, args);
-      }
-      if (isHead && typeof args[0] === 'number') status = args[0];
-      queue.push([fn, args]);
-      start();
-      return fn === original.write ? true : res;
-    };
   // A client that went away before the response: save nothing, but keep the
   // lock until the handler answers (or settles), so the next request of the
   // session cannot run alongside it. lockTtl is the backstop.
   res.once('close', () => {
-    if (state === 'open') left = true;
+    if (holder.state === 'open') holder.left = true;
   });
-  res.writeHead = hold(original.writeHead, true) as typeof res.writeHead;
-  res.write = hold(original.write) as typeof res.write;
-  res.end = hold(original.end) as typeof res.end;
+  hold(res, holder);
   return {
     /** The handler has settled: if its client left and it never answered, release now. */
     settled() {
-      if (left && state === 'open') giveUp();
+      if (holder.left && holder.state === 'open') holder.giveUp();
     },
   };
 }
