@@ -52,9 +52,9 @@ export function createDataCodec(
       return text;
     },
     clone(value, key) {
-      return value === null || typeof value !== 'object'
-        ? value
-        : serializer.parse(stringifyValue(value, key))[key];
+      if (value === null || typeof value !== 'object') return value;
+      if (serializer.clone) return serializer.clone(value);
+      return serializer.parse(stringifyValue(value, key))[key];
     },
     stringifyValue,
   };

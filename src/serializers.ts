@@ -12,6 +12,13 @@ export interface Serializer {
   stringify(data: Record<string, unknown>): string;
   /** Throws (any error) when the text is not a payload this serializer wrote. */
   parse(text: string): Record<string, unknown>;
+  /**
+   * Optional: a deep copy of one value, as `parse(stringify(value))` would
+   * give for a value this serializer accepts (what it refuses may be returned
+   * as it is: the commit refuses it). `session.update` hands updaters a copy;
+   * without this method the copy is a round trip through the serializer.
+   */
+  clone?(value: unknown): unknown;
 }
 
 export { jsonSerializer } from './serializers/json.js';

@@ -124,6 +124,40 @@ describe('a "__proto__" key in plain data stays a plain own property', () => {
   }
 });
 
+describe("the JSON serializer's copy for updaters", () => {
+  it('copies plain data deeply, as a JSON round trip would', () => {
+    const value = { cart: ['a', { n: 1 }], nested: { deep: [1, 2] } };
+    const copy = jsonSerializer.clone!(value) as typeof value;
+    expect(copy).toEqual(value);
+    expect(copy).not.toBe(value);
+    expect(copy.cart).not.toBe(value.cart);
+    expect(copy.nested.deep).not.toBe(value.nested.deep);
+  });
+
+  it('keeps an own "__proto__" key an own data property, never a prototype', () => {
+    const value = JSON.parse('{"__proto__":{"polluted":true},"a":1}');
+    const copy = jsonSerializer.clone!(value) as Record<string, unknown>;
+    expect(Object.getPrototypeOf(copy)).toBe(Object.prototype);
+    expect(Object.hasOwn(copy, '__proto__')).toBe(true);
+    expect((copy as { polluted?: boolean }).polluted).toBeUndefined();
+  });
+
+  it('never lets an updater that mutates its argument change the value another request handed out', async () => {
+    const sessions = createSessions({ store: memoryStore() });
+    const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
+    const s = await sessions.load(fakeRequest(`sessionid=${first.value}`));
+    const seen = s.get('cart') as string[];
+    s.update('cart', (cart: string[] = []) => {
+      cart.push('b');
+      return cart;
+    });
+    expect(seen).toEqual(['a']);
+    expect(s.get('cart')).toEqual(['a', 'b']);
+    await sessions.commit(s, 200);
+    await sessions.close();
+  });
+});
+
 describe(`nesting deeper than ${MAX_DEPTH} levels`, () => {
   for (const [kind, serializer] of serializers) {
     it(`${kind}: writes and reads back exactly ${MAX_DEPTH} levels`, () => {

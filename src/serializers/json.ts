@@ -116,6 +116,31 @@ function checkParsedJson(value: unknown, depth: number): void {
   }
 }
 
+/** A copy of plain JSON data without a round trip through text; anything else is kept as it is. */
+function cloneJson(value: unknown, depth: number): unknown {
+  if (typeof value !== 'object' || value === null || depth > MAX_DEPTH) return value;
+  if (Array.isArray(value)) {
+    const copy: unknown[] = new Array(value.length);
+    for (let i = 0; i < value.length; i++) copy[i] = cloneJson(value[i], depth + 1);
+    return copy;
+  }
+  if (!isPlainObject(value)) return value;
+  const copy: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    const item = cloneJson((value as Record<string, unknown>)[key], depth + 1);
+    // An own "__proto__" stays an own data property, as JSON.parse makes it.
+    if (key === '__proto__') {
+      Object.defineProperty(copy, key, {
+        value: item,
+        writable: true,
+        enumerable: true,
+        configurable: true,
+      });
+    } else copy[key] = item;
+  }
+  return copy;
+}
+
 /**
  * JSON, as Django's default JSONSerializer: what you read back is what you
  * set, or the save fails. A `Date`, `Map`, `Set`, `BigInt`, class instance,
@@ -145,4 +170,5 @@ export const jsonSerializer: Serializer = {
     checkParsedJson(data, 0);
     return data;
   },
+  clone: (value) => cloneJson(value, 0),
 };
