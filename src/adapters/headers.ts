@@ -2,6 +2,7 @@ import type { CommitResult } from '../manager.js';
 
 /** `field` added to a Vary value unless it (or `*`) is already there. */
 export function mergeVary(current: string | null | undefined, field: string): string {
+  if (!current) return field;
   const list = (current ?? '')
     .split(',')
     .map((v) => v.trim())
@@ -18,6 +19,7 @@ export function mergeVary(current: string | null | undefined, field: string): st
  * shared cache would hand one visitor's Set-Cookie to the next.
  */
 export function mergeCacheControl(current: string | null | undefined, ours: string): string {
+  if (!current) return ours;
   const added = ours.split(',').map((v) => v.trim());
   const name = (directive: string) => directive.split('=')[0]!.trim().toLowerCase();
   const taken = new Set(added.map(name));

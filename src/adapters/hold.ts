@@ -10,8 +10,6 @@ export interface Holder {
   giveUp(): void;
   /** 'done' lets every call through. */
   state: 'open' | 'committing' | 'done';
-  /** The client left (the response closed) while the response was open. */
-  left: boolean;
   /** Calls made while held, replayed in order once the commit is done. */
   readonly queue: [Writer, unknown[]][];
 }
@@ -26,7 +24,8 @@ let installed = false;
 function held(res: Held, fn: Writer, args: unknown[], isHead: boolean): unknown {
   const holder = res[kHolder];
   if (holder === undefined || holder.state === 'done') return fn.apply(res, args);
-  if (holder.left) {
+  // The client went away (the response is destroyed) before the handler answered.
+  if (res.destroyed) {
     holder.giveUp();
     return fn.apply(res, args);
   }
@@ -72,7 +71,7 @@ export function hold(res: ServerResponse, holder: Holder): void {
   for (const name of ['writeHead', 'write', 'end'] as const) {
     own[name] = function (this: ServerResponse, ...args: unknown[]) {
       if (holder.state === 'done') return mine[name].apply(res, args);
-      if (holder.left) {
+      if (isGone(res)) {
         holder.giveUp();
         return mine[name].apply(res, args);
       }
@@ -84,6 +83,12 @@ export function hold(res: ServerResponse, holder: Holder): void {
       return name === 'write' ? true : res;
     };
   }
+}
+
+/** The client went away: the response (or, for HTTP/2, its stream) is destroyed. */
+export function isGone(res: unknown): boolean {
+  const r = res as { destroyed?: boolean; stream?: { destroyed?: boolean } };
+  return r.destroyed === true || r.stream?.destroyed === true;
 }
 
 /** The writeHead a held call was made with, to find its headers argument. */

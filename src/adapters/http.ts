@@ -5,7 +5,7 @@ import type { IncomingRequest, Sessions } from '../manager.js';
 import type { Session } from '../session.js';
 import { errorReply } from './errors.js';
 import { applyCommitHeaders, type HeaderTarget } from './headers.js';
-import { type Holder, hold, isWriteHead } from './hold.js';
+import { type Holder, hold, isGone, isWriteHead } from './hold.js';
 
 /** node:http requests (Express's too) as the manager sees them. */
 export function incoming(req: IncomingMessage): IncomingRequest {
@@ -68,7 +68,6 @@ export function commitBeforeResponse<D extends object>(
 ): { settled(): void } {
   const holder: Holder = {
     state: 'open',
-    left: false,
     queue: [],
     start(status) {
       sessions.commit(session, status ?? res.statusCode).then(
@@ -91,17 +90,15 @@ export function commitBeforeResponse<D extends object>(
       sessions.abandon(session).catch(() => {});
     },
   };
-  // A client that went away before the response: save nothing, but keep the
-  // lock until the handler answers (or settles), so the next request of the
-  // session cannot run alongside it. lockTtl is the backstop.
-  res.once('close', () => {
-    if (holder.state === 'open') holder.left = true;
-  });
+  // A client that goes away before the response (the response is destroyed):
+  // nothing is saved, but the lock is kept until the handler answers (or
+  // settles), so the next request of the session cannot run alongside it.
+  // lockTtl is the backstop.
   hold(res, holder);
   return {
     /** The handler has settled: if its client left and it never answered, release now. */
     settled() {
-      if (holder.left && holder.state === 'open') holder.giveUp();
+      if (isGone(res) && holder.state === 'open') holder.giveUp();
     },
   };
 }
@@ -120,8 +117,10 @@ function hoistHeaders(res: ServerResponse, args: unknown[]): void {
         );
     for (const [name, value] of pairs) res.appendHeader(String(name), value);
   } else {
-    for (const [name, value] of Object.entries(headers)) {
-      if (value !== undefined) res.setHeader(name, value as string | string[]);
+    for (const name in headers) {
+      if (!Object.hasOwn(headers, name)) continue;
+      const value = (headers as Record<string, string | string[] | undefined>)[name];
+      if (value !== undefined) res.setHeader(name, value);
     }
   }
   args.splice(last, 1);
