@@ -166,6 +166,23 @@ for (const { driver, skip } of drivers) {
       await store.close();
     });
 
+    it('gives a database it was handed its own page cache size back after clearExpired', async () => {
+      const direct = openDirect(driver, ':memory:');
+      direct.db.exec('PRAGMA cache_size = -3000');
+      const store = sqliteStore({ database: direct.db });
+      await store.create(newKey(), newRecord({ expiresAt: Date.now() - 1 }));
+      let during: unknown;
+      await store.clearExpired(undefined, {
+        onProgress: () => {
+          during = direct.value('PRAGMA cache_size');
+        },
+      });
+      expect(during).toBe(-65536);
+      expect(direct.value('PRAGMA cache_size')).toBe(-3000);
+      await store.close();
+      direct.close();
+    });
+
     it('reports a database closed underneath it as StoreUnavailableError with the cause', async () => {
       const direct = openDirect(driver, ':memory:');
       const store = sqliteStore({ database: direct.db });
