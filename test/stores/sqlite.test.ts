@@ -22,12 +22,12 @@ const HAS_NODE_SQLITE = major > 22 || (major === 22 && minor >= 13);
 function openDirect(driver: SqliteDriver, path: string): Direct {
   if (driver === 'node:sqlite') {
     const db = new (nodeSqlite()!.DatabaseSync)(path) as NodeSqliteDatabase & {
-      prepare(sql: string): { get(): Record<string, unknown> | undefined };
       readonly isOpen: boolean;
     };
+    type Read = { get(): Record<string, unknown> | undefined };
     return {
       db,
-      value: (sql) => Object.values(db.prepare(sql).get() ?? {})[0],
+      value: (sql) => Object.values((db.prepare(sql) as Read).get() ?? {})[0],
       isOpen: () => db.isOpen,
       close: () => db.close(),
     };
