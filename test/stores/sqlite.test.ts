@@ -166,6 +166,37 @@ for (const { driver, skip } of drivers) {
       await store.close();
     });
 
+    it('works on a database opened with integers as BigInts (and, on node:sqlite, rows as arrays and no bare parameters)', async () => {
+      let db: BetterSqlite3.Database | NodeSqliteDatabase;
+      if (driver === 'node:sqlite') {
+        const DatabaseSync = nodeSqlite()!.DatabaseSync as unknown as new (
+          path: string,
+          options: object,
+        ) => NodeSqliteDatabase;
+        db = new DatabaseSync(':memory:', {
+          readBigInts: true,
+          returnArrays: true,
+          allowBareNamedParameters: false,
+        });
+      } else {
+        const better = openDirect(driver, ':memory:').db as BetterSqlite3.Database;
+        better.defaultSafeIntegers(true);
+        db = better;
+      }
+      const store = sqliteStore({ database: db });
+      const key = newKey();
+      const record = newRecord({ version: 3 });
+      expect(await store.create(key, record)).toBe(true);
+      expect(await store.update(key, { ...record, version: 4 }, 3)).toBe('ok');
+      expect(await store.get(key)).toStrictEqual({ ...record, version: 4 });
+      expect(await store.listByOwner(record.owner!)).toEqual([
+        { key, record: { ...record, version: 4 } },
+      ]);
+      expect(await store.count(Date.now())).toBe(1);
+      await store.close();
+      db.close();
+    });
+
     it('gives a database it was handed its own page cache size back after clearExpired', async () => {
       const direct = openDirect(driver, ':memory:');
       direct.db.exec('PRAGMA cache_size = -3000');

@@ -94,10 +94,11 @@ const HINTS: Record<string, string> = {
   client: 'pass an open database as database',
 };
 
-/** A SQLite session store; `driver` says which driver it runs on. */
-export interface SqliteStore extends SessionStore {
-  readonly driver: SqliteDriver;
-}
+/** A SQLite session store, with every optional capability; `driver` says which driver it runs on. */
+export type SqliteStore = SessionStore &
+  Required<Pick<SessionStore, 'lock' | 'unlock' | 'listByOwner' | 'destroyByOwner' | 'count'>> & {
+    readonly driver: SqliteDriver;
+  };
 
 interface Row {
   data: string;
