@@ -197,6 +197,25 @@ for (const { driver, skip } of drivers) {
       db.close();
     });
 
+    it('stops a cleanup between transactions when the store is closed', async () => {
+      const store = sqliteStore({ path: ':memory:', driver, batchSize: 1, batchMs: 0.001 });
+      for (let i = 0; i < 3; i++) {
+        await store.create(newKey(), newRecord({ expiresAt: Date.now() - 1 }));
+      }
+      const seen: number[] = [];
+      const cleanup = store.clearExpired(undefined, {
+        onProgress: ({ removed }) => {
+          seen.push(removed);
+          void store.close();
+        },
+      });
+      await expect(cleanup).rejects.toMatchObject({
+        code: 'ERR_SATCHEL_STORE_UNAVAILABLE',
+        message: '[satchel] [sqlite] the store is closed',
+      });
+      expect(seen).toEqual([1]);
+    });
+
     it('gives a database it was handed its own page cache size back after clearExpired', async () => {
       const direct = openDirect(driver, ':memory:');
       direct.db.exec('PRAGMA cache_size = -3000');
