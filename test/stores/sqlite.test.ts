@@ -22,12 +22,12 @@ const HAS_NODE_SQLITE = major > 22 || (major === 22 && minor >= 13);
 function openDirect(driver: SqliteDriver, path: string): Direct {
   if (driver === 'node:sqlite') {
     const db = new (nodeSqlite()!.DatabaseSync)(path) as NodeSqliteDatabase & {
-      prepare(sql: string): { get(): Record<string, unknown> | undefined };
       readonly isOpen: boolean;
     };
+    type Read = { get(): Record<string, unknown> | undefined };
     return {
       db,
-      value: (sql) => Object.values(db.prepare(sql).get() ?? {})[0],
+      value: (sql) => Object.values((db.prepare(sql) as Read).get() ?? {})[0],
       isOpen: () => db.isOpen,
       close: () => db.close(),
     };
@@ -164,6 +164,73 @@ for (const { driver, skip } of drivers) {
       await store.clearExpired(now, { onProgress: ({ removed }) => progress.push(removed) });
       expect(progress).toEqual([7]);
       await store.close();
+    });
+
+    it('works on a database opened with integers as BigInts (and, on node:sqlite, rows as arrays and no bare parameters)', async () => {
+      let db: BetterSqlite3.Database | NodeSqliteDatabase;
+      if (driver === 'node:sqlite') {
+        const DatabaseSync = nodeSqlite()!.DatabaseSync as unknown as new (
+          path: string,
+          options: object,
+        ) => NodeSqliteDatabase;
+        db = new DatabaseSync(':memory:', {
+          readBigInts: true,
+          returnArrays: true,
+          allowBareNamedParameters: false,
+        });
+      } else {
+        const better = openDirect(driver, ':memory:').db as BetterSqlite3.Database;
+        better.defaultSafeIntegers(true);
+        db = better;
+      }
+      const store = sqliteStore({ database: db });
+      const key = newKey();
+      const record = newRecord({ version: 3 });
+      expect(await store.create(key, record)).toBe(true);
+      expect(await store.update(key, { ...record, version: 4 }, 3)).toBe('ok');
+      expect(await store.get(key)).toStrictEqual({ ...record, version: 4 });
+      expect(await store.listByOwner(record.owner!)).toEqual([
+        { key, record: { ...record, version: 4 } },
+      ]);
+      expect(await store.count(Date.now())).toBe(1);
+      await store.close();
+      db.close();
+    });
+
+    it('stops a cleanup between transactions when the store is closed', async () => {
+      const store = sqliteStore({ path: ':memory:', driver, batchSize: 1, batchMs: 0.001 });
+      for (let i = 0; i < 3; i++) {
+        await store.create(newKey(), newRecord({ expiresAt: Date.now() - 1 }));
+      }
+      const seen: number[] = [];
+      const cleanup = store.clearExpired(undefined, {
+        onProgress: ({ removed }) => {
+          seen.push(removed);
+          void store.close();
+        },
+      });
+      await expect(cleanup).rejects.toMatchObject({
+        code: 'ERR_SATCHEL_STORE_UNAVAILABLE',
+        message: '[satchel] [sqlite] the store is closed',
+      });
+      expect(seen).toEqual([1]);
+    });
+
+    it('gives a database it was handed its own page cache size back after clearExpired', async () => {
+      const direct = openDirect(driver, ':memory:');
+      direct.db.exec('PRAGMA cache_size = -3000');
+      const store = sqliteStore({ database: direct.db });
+      await store.create(newKey(), newRecord({ expiresAt: Date.now() - 1 }));
+      let during: unknown;
+      await store.clearExpired(undefined, {
+        onProgress: () => {
+          during = direct.value('PRAGMA cache_size');
+        },
+      });
+      expect(during).toBe(-65536);
+      expect(direct.value('PRAGMA cache_size')).toBe(-3000);
+      await store.close();
+      direct.close();
     });
 
     it('reports a database closed underneath it as StoreUnavailableError with the cause', async () => {

@@ -51,7 +51,12 @@ const INSTALL_BETTER_SQLITE3 = 'npm install better-sqlite3@12';
 
 /** `node:sqlite` when this Node.js has it (22.13+, or earlier behind --experimental-sqlite); undefined otherwise. */
 export function nodeSqlite(): NodeSqliteModule | undefined {
-  return process.getBuiltinModule?.('node:sqlite') as NodeSqliteModule | undefined;
+  try {
+    return process.getBuiltinModule?.('node:sqlite') as NodeSqliteModule | undefined;
+  } catch {
+    // Node.js 22.5 to 22.12 without --experimental-sqlite: not there.
+    return undefined;
+  }
 }
 
 /**
@@ -161,12 +166,19 @@ function fromBetterSqlite3(db: BetterSqlite3.Database): Connection {
 
 interface NodeSqliteStatement extends Statement {
   setReadBigInts(enabled: boolean): void;
+  setAllowBareNamedParameters(enabled: boolean): void;
+  /** Node.js 24 and 22.16+. */
+  setReturnArrays?(enabled: boolean): void;
 }
 
 function fromNodeSqlite(db: NodeSqliteDatabase): Connection {
+  // Whatever defaults the caller opened the database with: numbers, not
+  // BigInts; rows as objects; `{ key }` binding `@key`.
   const prepare = (sql: string) => {
     const statement = db.prepare(sql) as NodeSqliteStatement;
     statement.setReadBigInts(false);
+    statement.setAllowBareNamedParameters(true);
+    statement.setReturnArrays?.(false);
     return statement;
   };
   // `isTransaction` arrived in Node.js 22.16; before it, try the rollback.

@@ -45,8 +45,11 @@ export interface SqliteStoreOptions {
   driver?: SqliteDriver;
   /**
    * An open database to use instead of opening `path`: a better-sqlite3
-   * `Database` or a `node:sqlite` `DatabaseSync`. The store does not change
-   * its journal mode or timeouts, and does not close it on `close()`.
+   * `Database` or a `node:sqlite` `DatabaseSync`. The store leaves its
+   * settings alone (journal mode, busy timeout, cache size, temp_store: see
+   * the README for the ones the store sets on its own), except that
+   * `clearExpired` enlarges its page cache while it runs; and it does not
+   * close it on `close()`.
    * @default undefined
    */
   database?: BetterSqlite3.Database | NodeSqliteDatabase;
@@ -91,10 +94,11 @@ const HINTS: Record<string, string> = {
   client: 'pass an open database as database',
 };
 
-/** A SQLite session store; `driver` says which driver it runs on. */
-export interface SqliteStore extends SessionStore {
-  readonly driver: SqliteDriver;
-}
+/** A SQLite session store, with every optional capability; `driver` says which driver it runs on. */
+export type SqliteStore = SessionStore &
+  Required<Pick<SessionStore, 'lock' | 'unlock' | 'listByOwner' | 'destroyByOwner' | 'count'>> & {
+    readonly driver: SqliteDriver;
+  };
 
 interface Row {
   data: string;
@@ -115,6 +119,8 @@ interface WriteParams {
 }
 
 const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const CACHE_KIB = 16_000;
 
 // A large cleanup deletes rows whose keys (hashes) are spread over the whole
 // primary-key index; while it runs, a page cache that holds most of that
@@ -169,6 +175,11 @@ export function sqliteStore(options?: SqliteStoreOptions): SqliteStore {
       db.exec('PRAGMA journal_mode = WAL');
       db.exec('PRAGMA synchronous = NORMAL');
       db.exec('PRAGMA busy_timeout = 5000');
+      // The same on both drivers: better-sqlite3's 16 MB page cache (node:sqlite
+      // defaults to 2 MB), and statement journals in memory (node:sqlite's build
+      // writes them to a temporary file, which made clearExpired's DELETEs 2.5x slower).
+      db.exec(`PRAGMA cache_size = -${CACHE_KIB}`);
+      db.exec('PRAGMA temp_store = MEMORY');
     }
     db.exec(`
       CREATE TABLE IF NOT EXISTS "${table}" (
