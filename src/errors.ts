@@ -63,8 +63,9 @@ export class SatchelError extends Error {
 
 /** Options given to `createSessions` or a store factory are invalid. Thrown at creation, never per request. */
 export class ConfigError extends SatchelError {
-  constructor(message: string) {
-    super('ERR_SATCHEL_CONFIG', `[satchel] ${message}`);
+  /** `cause`: the underlying error, e.g. the loader's when a driver package is missing. */
+  constructor(message: string, cause?: unknown) {
+    super('ERR_SATCHEL_CONFIG', `[satchel] ${message}`, { cause });
   }
 }
 

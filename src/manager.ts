@@ -32,7 +32,12 @@ import {
   type SessionRuntime,
   sessionParts,
 } from './session.js';
-import { type CookieStore, isCookieStore, type SessionStore } from './store.js';
+import {
+  type ClearExpiredOptions,
+  type CookieStore,
+  isCookieStore,
+  type SessionStore,
+} from './store.js';
 import {
   createTransport,
   type IncomingRequest,
@@ -77,8 +82,11 @@ export interface Sessions<D extends object = SessionData> {
   commit(session: Session<D>, status: number): Promise<CommitResult>;
   /** Releases the lock without saving (the handler threw). */
   abandon(session: Session<D>): Promise<void>;
-  /** Removes expired sessions from stores without native expiry; resolves to how many. */
-  clearExpired(): Promise<number>;
+  /**
+   * Removes expired sessions from stores without native expiry; resolves to
+   * how many. `onProgress` is called after each of the store's batches.
+   */
+  clearExpired(options?: ClearExpiredOptions): Promise<number>;
   /** The live sessions of a user (see `session.setOwner`), newest first. */
   listByOwner(owner: string, options?: { current?: Session<D> }): Promise<SessionSummary[]>;
   /** Ends one session by its handle (from `listByOwner` or `session.handle`); true when a live session ended. */
@@ -262,7 +270,7 @@ export function buildSessions<D extends object = SessionData>(
     },
 
     abandon: (session) => persistence.release(sessionParts(session)),
-    clearExpired: () => admin.clearExpired(),
+    clearExpired: (options) => admin.clearExpired(options),
     listByOwner: (owner, listOptions) =>
       admin.listByOwner(owner, listOptions?.current ? keyOf(listOptions.current) : undefined),
     revoke: (handle) => admin.revoke(handle),

@@ -405,3 +405,16 @@ describe('concurrency', () => {
     await sessions.commit(next, 200);
   });
 });
+
+describe('sessions.clearExpired', () => {
+  it("passes onProgress through to the store's batches", async () => {
+    const store = memoryStore();
+    const local = createSessions({ store, idleTimeout: 1 });
+    for (let i = 0; i < 5; i++) await exchange(local, undefined, (s) => s.set('n', i));
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const seen: { removed: number }[] = [];
+    expect(await local.clearExpired({ onProgress: (p) => void seen.push(p) })).toBe(5);
+    expect(seen.at(-1)!.removed).toBe(5);
+    await local.close();
+  });
+});

@@ -3,6 +3,7 @@ import { open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, SatchelError } from '../errors.js';
 import { loadPeer } from '../stores/kit.js';
+import { nodeSqlite } from '../stores/sqlite/driver.js';
 
 /**
  * Where Django keeps its sessions, read-only but for `remove`: the `db`
@@ -132,19 +133,7 @@ function sqliteDriver(driver: SqliteDriver | undefined): SqliteOpen {
         : 'fromDjango: a sqlite store needs the better-sqlite3 package (npm install better-sqlite3) or Node 22.13+ (node:sqlite)',
     );
   }
-  return (path) => new builtin.DatabaseSync(path);
-}
-
-/** node:sqlite when this Node has it unflagged (22.13+), else undefined. */
-function nodeSqlite(): { DatabaseSync: new (path: string) => SqliteDatabase } | undefined {
-  const get = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule;
-  try {
-    return get?.('node:sqlite') as
-      | { DatabaseSync: new (path: string) => SqliteDatabase }
-      | undefined;
-  } catch {
-    return undefined; // behind --experimental-sqlite on 22.5 to 22.12
-  }
+  return (path) => new builtin.DatabaseSync(path) as unknown as SqliteDatabase;
 }
 
 /**

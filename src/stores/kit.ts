@@ -104,16 +104,10 @@ export function loadPeer<T>(storeName: string, moduleName: string, installHint: 
     return require(moduleName) as T;
   } catch (err) {
     if (!isMissing(err, moduleName)) throw err;
-    const error = new ConfigError(
+    throw new ConfigError(
       `${storeName} store needs the ${moduleName} package: ${installHint}`,
+      err,
     );
-    Object.defineProperty(error, 'cause', {
-      value: err,
-      writable: true,
-      configurable: true,
-      enumerable: false,
-    });
-    throw error;
   }
 }
 

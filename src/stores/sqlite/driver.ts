@@ -96,10 +96,8 @@ export function openConnection(path: string, driver: SqliteDriver, requested: bo
   } catch (err) {
     if (SatchelError.is(err)) throw err;
     if (isWrongBuild(err)) {
-      throw withCause(
-        new ConfigError(
-          `sqlite store: better-sqlite3 is installed but its native addon does not load on Node.js ${process.version} (missing, or built for another Node.js version): run npm rebuild better-sqlite3`,
-        ),
+      throw new ConfigError(
+        `sqlite store: better-sqlite3 is installed but its native addon does not load on Node.js ${process.version} (missing, or built for another Node.js version): run npm rebuild better-sqlite3`,
         err,
       );
     }
@@ -234,16 +232,6 @@ function isWrongBuild(err: unknown): boolean {
     code === 'ERR_DLOPEN_FAILED' ||
     /NODE_MODULE_VERSION|Could not locate the bindings file/.test(String(message))
   );
-}
-
-function withCause<E extends Error>(error: E, cause: unknown): E {
-  Object.defineProperty(error, 'cause', {
-    value: cause,
-    writable: true,
-    configurable: true,
-    enumerable: false,
-  });
-  return error;
 }
 
 export function unavailable(message: string, cause: unknown): StoreUnavailableError {
