@@ -134,7 +134,8 @@ const CLEAR_CACHE_KIB = 64 * 1024;
  * `node:sqlite` where Node.js has it (22.13+) and on better-sqlite3 (an
  * optional peer dependency, loaded only when this factory runs) on Node.js 20.
  */
-export function sqliteStore(options?: SqliteStoreOptions): SqliteStore {
+/** The store's options checked, its database opened and its tables and statements ready. */
+function openSqlite(options: SqliteStoreOptions | undefined) {
   const given = checkOptions('sqlite', options, KNOWN, HINTS);
   const table = given.table ?? 'satchel_sessions';
   const batchSize = positiveInteger('sqlite store: ', 'batchSize', given.batchSize ?? 500);
@@ -205,6 +206,11 @@ export function sqliteStore(options?: SqliteStoreOptions): SqliteStore {
     throw unavailable(`cannot set up table ${table}`, err);
   }
 
+  return { batchSize, batchMs, ownsDatabase, db, statements, cache };
+}
+
+export function sqliteStore(options?: SqliteStoreOptions): SqliteStore {
+  const { batchSize, batchMs, ownsDatabase, db, statements, cache } = openSqlite(options);
   const guard = openGuard('sqlite');
   const run = <T>(op: string, fn: () => T): T => {
     guard.check();
@@ -224,19 +230,6 @@ export function sqliteStore(options?: SqliteStoreOptions): SqliteStore {
     owner: record.owner ?? null,
     now,
   });
-
-  /** One clearExpired transaction: DELETE statements until done or `batchMs` has passed. */
-  const clearBatch = (now: number) =>
-    db.transaction(() => {
-      const began = performance.now();
-      let removed = 0;
-      for (;;) {
-        const changes = Number(statements.clearBatch.run(now, batchSize).changes);
-        removed += changes;
-        if (changes < batchSize) return { removed, done: true };
-        if (performance.now() - began >= batchMs) return { removed, done: false };
-      }
-    });
 
   return {
     name: 'sqlite',
@@ -292,31 +285,8 @@ export function sqliteStore(options?: SqliteStoreOptions): SqliteStore {
       run('destroy', () => statements.destroy.run(key));
     },
 
-    async clearExpired(now = Date.now(), opts?: ClearExpiredOptions) {
-      const onProgress = opts?.onProgress;
-      let total = onProgress
-        ? run('clearExpired', () => (statements.countExpired.get(now) as { n: number }).n)
-        : undefined;
-      let removed = 0;
-      run('clearExpired', () => cache.raise());
-      try {
-        for (;;) {
-          const batch = run('clearExpired', () => clearBatch(now));
-          removed += batch.removed;
-          if (onProgress) {
-            // Rows that expired since the count was taken are removed too.
-            if (total !== undefined && removed > total) total = removed;
-            onProgress(total === undefined ? { removed } : { removed, total });
-          }
-          if (batch.done) break;
-          await yieldToEventLoop();
-        }
-        run('clearExpired', () => statements.clearLocks.run(now));
-      } finally {
-        if (!guard.closed) run('clearExpired', () => cache.restore());
-      }
-      return removed;
-    },
+    clearExpired: (now = Date.now(), opts?: ClearExpiredOptions) =>
+      clearExpiredRows({ db, statements, cache, batchSize, batchMs, run, guard }, now, opts),
 
     async close() {
       if (!guard.close()) return;
@@ -341,6 +311,61 @@ export function sqliteStore(options?: SqliteStoreOptions): SqliteStore {
       run('unlock', () => statements.unlock.run(key, token));
     },
   };
+}
+
+interface ClearContext {
+  db: Connection;
+  statements: Statements;
+  cache: CacheSize;
+  batchSize: number;
+  batchMs: number;
+  run: <T>(op: string, fn: () => T) => T;
+  guard: { readonly closed: boolean };
+}
+
+/**
+ * clearExpired: transactions of DELETE statements, each until done or
+ * `batchMs` has passed, yielding to the event loop between them.
+ */
+async function clearExpiredRows(
+  { db, statements, cache, batchSize, batchMs, run, guard }: ClearContext,
+  now: number,
+  opts: ClearExpiredOptions | undefined,
+): Promise<number> {
+  const clearBatch = () =>
+    db.transaction(() => {
+      const began = performance.now();
+      let removed = 0;
+      for (;;) {
+        const changes = Number(statements.clearBatch.run(now, batchSize).changes);
+        removed += changes;
+        if (changes < batchSize) return { removed, done: true };
+        if (performance.now() - began >= batchMs) return { removed, done: false };
+      }
+    });
+  const onProgress = opts?.onProgress;
+  let total = onProgress
+    ? run('clearExpired', () => (statements.countExpired.get(now) as { n: number }).n)
+    : undefined;
+  let removed = 0;
+  run('clearExpired', () => cache.raise());
+  try {
+    for (;;) {
+      const batch = run('clearExpired', clearBatch);
+      removed += batch.removed;
+      if (onProgress) {
+        // Rows that expired since the count was taken are removed too.
+        if (total !== undefined && removed > total) total = removed;
+        onProgress(total === undefined ? { removed } : { removed, total });
+      }
+      if (batch.done) break;
+      await yieldToEventLoop();
+    }
+    run('clearExpired', () => statements.clearLocks.run(now));
+  } finally {
+    if (!guard.closed) run('clearExpired', () => cache.restore());
+  }
+  return removed;
 }
 
 /**
