@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks';
 import type BetterSqlite3 from 'better-sqlite3';
 import { ConfigError } from '../../errors.js';
 import type {
