@@ -3,6 +3,7 @@ import type { DataCodec } from './codec.js';
 import { UnsupportedError } from './errors.js';
 import type { Events } from './events.js';
 import { type ExpiryPolicy, isSliding } from './expiry.js';
+import { isHandle } from './ids.js';
 import type { StoreCall } from './persistence/call.js';
 import type { DeviceInfo } from './session.js';
 import type { ClearExpiredOptions, OwnedRecord, SessionStore } from './store.js';
@@ -34,10 +35,8 @@ export interface AdminOptions {
   serverSide: boolean;
 }
 
-const HANDLE = /^[A-Za-z0-9_-]{43}$/;
-
 function assertHandle(handle: unknown): asserts handle is string {
-  if (typeof handle !== 'string' || !HANDLE.test(handle)) {
+  if (!isHandle(handle)) {
     throw new TypeError(
       '[satchel] not a session handle (expected what listByOwner or session.handle gave)',
     );

@@ -19,6 +19,11 @@ export function generateId(): string {
   return randomBytes(ID_BYTES).toString('base64url');
 }
 
+/** A session handle (the store key: base64url SHA-256, 43 characters), as listByOwner gives it. */
+export function isHandle(value: unknown): value is string {
+  return typeof value === 'string' && ID_PATTERN.test(value);
+}
+
 /** Charset and length are checked before anything else sees an incoming ID. */
 export function isWellFormedId(id: string): boolean {
   return ID_PATTERN.test(id) && isCanonical(id);

@@ -1,5 +1,6 @@
 import { type CookieOptions, type ResolvedCookieOptions, resolveCookieOptions } from './cookies.js';
 import { ConfigError } from './errors.js';
+import { consoleLogger, type Logger } from './logger.js';
 import type { ExpiryPolicy } from './expiry.js';
 import type { LegacyImporter } from './import/types.js';
 import { Signer } from './ids.js';
@@ -8,16 +9,7 @@ import type { CookieStore, SessionStore } from './store.js';
 import type { TransportOption } from './transports/index.js';
 import { positiveInteger, positiveNumber, rejectUnknownKeys, secretList } from './validate.js';
 
-/** Where satchel reports corrupt stored data and failed requests. Never given a raw session ID. */
-export interface Logger {
-  warn(message: string, details?: Record<string, unknown>): void;
-  error(message: string, details?: Record<string, unknown>): void;
-}
-
-export const defaultLogger: Logger = {
-  warn: (message, details) => console.warn(message, details ?? ''),
-  error: (message, details) => console.error(message, details ?? ''),
-};
+export type { Logger } from './logger.js';
 
 export interface SessionsOptions {
   /**
@@ -222,7 +214,7 @@ export function resolveOptions(
           ),
     retryTimeout: positiveNumber('', 'retryTimeout', options.retryTimeout ?? 10_000, true),
     importers: resolveImporters(options.importers),
-    logger: options.logger ?? defaultLogger,
+    logger: options.logger ?? consoleLogger,
   };
   if (resolved.acceptUnsignedIds && !resolved.signer) {
     throw new ConfigError('acceptUnsignedIds is for rolling out secrets; set secrets too');

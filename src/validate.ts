@@ -42,15 +42,23 @@ export function positiveInteger(
   return value as number;
 }
 
-/** A secret long enough to key an HMAC or a cipher: at least 32 characters. */
-export function secretList(scope: string, name: string, value: unknown): string[] {
+/**
+ * Secrets long enough to key an HMAC or a cipher: at least 32 characters
+ * each. `keyName(i, count)` names one key in messages (default `name[i]`).
+ */
+export function secretList(
+  scope: string,
+  name: string,
+  value: unknown,
+  keyName: (index: number, count: number) => string = (i) => `${name}[${i}]`,
+): string[] {
   const list = typeof value === 'string' ? [value] : Array.isArray(value) ? [...value] : undefined;
   if (!list) throw new ConfigError(`${scope}${name} must be a string or an array of strings`);
   if (list.length === 0) throw new ConfigError(`${scope}${name} must hold at least one key`);
   list.forEach((secret, i) => {
     if (typeof secret !== 'string' || secret.length < 32) {
       throw new ConfigError(
-        `${scope}${name}[${i}] must be at least 32 characters; got ${typeof secret === 'string' ? secret.length : typeof secret} (generate one with: npx satchel keygen)`,
+        `${scope}${keyName(i, list.length)} must be at least 32 characters; got ${typeof secret === 'string' ? secret.length : typeof secret} (generate one with: npx satchel keygen)`,
       );
     }
   });

@@ -586,11 +586,11 @@ describe('storeFromEnv', () => {
       ],
       [
         { SATCHEL_STORE: 'cookie', SATCHEL_SECRET: 'short-secret' },
-        /^SATCHEL_SECRET is 12 characters; each key needs at least 32/,
+        /^SATCHEL_SECRET must be at least 32 characters; got 12 \(generate one with/,
       ],
       [
         { SATCHEL_STORE: 'cookie', SATCHEL_SECRET: `${'k'.repeat(32)},tiny` },
-        /^key 2 of SATCHEL_SECRET is 4 characters/,
+        /^key 2 of SATCHEL_SECRET must be at least 32 characters; got 4 /,
       ],
     ];
     for (const [env, message] of cases) {

@@ -1,8 +1,8 @@
 // `satchel migrate`: creates the postgres store's tables and reports what it created.
-import { userInfo } from 'node:os';
 import type { Pool } from 'pg';
 import { StoreUnavailableError } from '../errors.js';
 import { loadPeer } from '../stores/kit.js';
+import { withDefaultUser } from '../stores/postgres/target.js';
 import { asStoreEnvError, type MigrationTarget } from './targets.js';
 
 /** How long the CLI waits for a first answer from Redis or PostgreSQL before reporting it unreachable. */
@@ -76,21 +76,6 @@ export function migrationSummary(report: MigrationReport): string {
   return report.created.length === 0
     ? 'already up to date, nothing created'
     : `created ${report.created.join(', ')}`;
-}
-
-// As the postgres store does: pg takes the user from the URL, PGUSER or USER;
-// where none is set (a service or container without USER), connect as the OS
-// user, as psql does.
-function withDefaultUser(connectionString: string): string {
-  if (process.env.PGUSER || process.env.USER) return connectionString;
-  try {
-    const url = new URL(connectionString);
-    if (url.username !== '' || url.host === '') return connectionString;
-    url.username = encodeURIComponent(userInfo().username);
-    return url.toString();
-  } catch {
-    return connectionString;
-  }
 }
 
 function describeError(err: unknown): string {

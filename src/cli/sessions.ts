@@ -4,6 +4,7 @@
  * output is the manager's summaries: opaque handles, never session IDs.
  */
 import { SatchelError } from '../errors.js';
+import { isHandle } from '../ids.js';
 import { createSessions, type SessionSummary, type Sessions } from '../index.js';
 import type { DeviceInfo } from '../session.js';
 import { isCookieStore } from '../store.js';
@@ -22,7 +23,6 @@ import {
   UsageError,
 } from './shared.js';
 
-const HANDLE = /^[A-Za-z0-9_-]{43}$/;
 /** As `session.setOwner` accepts. */
 const MAX_OWNER_LENGTH = 256;
 
@@ -134,7 +134,7 @@ function ownerArg(value: unknown): string {
 }
 
 function handleArg(option: string, value: unknown): string {
-  if (typeof value !== 'string' || !HANDLE.test(value)) {
+  if (!isHandle(value)) {
     throw new UsageError(
       `${option} must be a session handle: the 43 characters satchel sessions list shows`,
     );

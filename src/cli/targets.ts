@@ -2,6 +2,7 @@
 // it lives, its keys. Every mistake is a StoreEnvError naming the variable.
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { secretList } from '../validate.js';
 import { SatchelError } from '../errors.js';
 import { maskUrl } from './mask.js';
 
@@ -145,16 +146,14 @@ export function cookieSecrets(env: StoreEnv): string[] {
       `the cookie store needs SATCHEL_SECRET: one or more comma-separated keys of at least 32 characters, the first one sealing (${hint})`,
     );
   }
-  secrets.forEach((secret, i) => {
-    if (secret.length < 32) {
-      const which = secrets.length === 1 ? 'SATCHEL_SECRET' : `key ${i + 1} of SATCHEL_SECRET`;
-      // Never the key itself, which may be a real secret with a typo.
-      throw new StoreEnvError(
-        `${which} is ${secret.length} characters; each key needs at least 32 (${hint})`,
-      );
-    }
-  });
-  return secrets;
+  try {
+    // Never the key itself in a message: it may be a real secret with a typo.
+    return secretList('', 'SATCHEL_SECRET', secrets, (i, count) =>
+      count === 1 ? 'SATCHEL_SECRET' : `key ${i + 1} of SATCHEL_SECRET`,
+    );
+  } catch (err) {
+    throw asStoreEnvError(err);
+  }
 }
 
 /**

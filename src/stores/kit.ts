@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import type { Logger } from '../logger.js';
 import { ConfigError, StoreUnavailableError } from '../errors.js';
 import { rejectUnknownKeys } from '../validate.js';
 
@@ -18,14 +19,9 @@ export {
 } from '../validate.js';
 
 /** Where a store reports what it works around (a failing cache, a refused file); the manager's `logger` fits. */
-export interface StoreLogger {
-  warn(message: string, details?: Record<string, unknown>): void;
-}
+export type StoreLogger = Pick<Logger, 'warn'>;
 
-/** The default StoreLogger: `console.warn`. */
-export const consoleLogger: StoreLogger = {
-  warn: (message, details) => console.warn(message, details ?? ''),
-};
+export { consoleLogger } from '../logger.js';
 
 /** A store's open/closed state. */
 export interface OpenGuard {
