@@ -138,7 +138,7 @@ export function connectUrl(url: string, onError: (err: Error) => void): Redis {
   const driver = loadPeer<IORedisModule>(
     'redis',
     'ioredis',
-    'npm install ioredis (or pass a connected node-redis client as client)',
+    'npm install ioredis@5 (or pass a connected node-redis client as client)',
   );
   const client = new driver.Redis(url, {
     // Fail fast while Redis is unreachable, so requests get a 503 at once
