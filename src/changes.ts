@@ -70,9 +70,13 @@ export function applyOp(data: SessionMap, op: Op, clone: Clone): void {
   }
 }
 
-/** Replays `ops`, in order, on `base` (the newest stored data); `set` values are copied. */
+/**
+ * Replays `ops`, in order, on `base`: the newest stored data, freshly read,
+ * which nobody else holds. `set` values are copied (the request may still
+ * hold them); updaters get the values as they are, as nothing else sees them.
+ */
 export function replay(base: SessionMap, ops: readonly Op[], clone: Clone): SessionMap {
-  for (const op of ops) applyOp(base, op.t === 'set' ? { ...op, v: clone(op.v, op.k) } : op, clone);
+  for (const op of ops) applyOp(base, op.t === 'set' ? { ...op, v: clone(op.v, op.k) } : op, same);
   return base;
 }
 
@@ -83,8 +87,9 @@ export function ownerOf(data: SessionMap): { owner?: string } {
 }
 
 export class ChangeLog {
-  /** The data as this request sees it: loaded, then changed by `ops`. */
-  data: SessionMap = new Map();
+  #data: SessionMap = new Map();
+  /** Saved data not read back yet (a group commit's other sessions), and its expiry setting. */
+  #pending: { load: () => SessionMap; setting: unknown } | undefined;
   /** What this request changed since the last save, in order. */
   ops: Op[] = [];
   /** The handler read or wrote the session (responses then vary on the cookie). */
@@ -95,6 +100,25 @@ export class ChangeLog {
 
   constructor(codec: ValueCodec) {
     this.#codec = codec;
+  }
+
+  /** The data as this request sees it: loaded, then changed by `ops`. */
+  get data(): SessionMap {
+    if (this.#pending) {
+      this.#data = this.#pending.load();
+      this.#pending = undefined;
+    }
+    return this.#data;
+  }
+
+  set data(data: SessionMap) {
+    this.#pending = undefined;
+    this.#data = data;
+  }
+
+  /** The per-session expiry setting, without reading back data a group commit saved. */
+  get expirySetting(): unknown {
+    return this.#pending ? this.#pending.setting : this.#data.get(EXPIRY_KEY);
   }
 
   read(key: string): unknown {
@@ -147,6 +171,16 @@ export class ChangeLog {
   /** The data was saved (possibly merged with newer data): start a new log from it. */
   saved(data: SessionMap): void {
     this.data = data;
+    this.ops = [];
+  }
+
+  /**
+   * The data was saved by a group commit along with other sessions': it is
+   * read back from the record only if this request looks at it again.
+   */
+  savedLazily(load: () => SessionMap, setting: unknown): void {
+    this.#pending = { load, setting };
+    this.#data = new Map();
     this.ops = [];
   }
 

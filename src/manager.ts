@@ -113,8 +113,7 @@ const STORE_METHODS = [
   'close',
 ] as const;
 
-function checkStore(store: SessionStore | CookieStore): void {
-  if (isCookieStore(store)) return;
+function checkStore(store: SessionStore): void {
   for (const method of STORE_METHODS) {
     if (typeof store?.[method] !== 'function') {
       throw new ConfigError(`store must implement ${method}(); see the SessionStore interface`);
@@ -151,6 +150,7 @@ function choosePersistence(
     return sealedPersistence({ sealer: o.store, codec, policy: o.policy, touchMs: o.touchMs });
   }
   const store = o.store;
+  checkStore(store);
   const call = storeCaller(store, events);
   return new ServerPersistence({
     ...o,
@@ -193,7 +193,6 @@ export function buildSessions<D extends object = SessionData>(
   defaultStore: () => SessionStore | CookieStore,
 ): Sessions<D> {
   const o = resolveOptions(options, defaultStore);
-  checkStore(o.store);
   const transport = createTransport(o.transport, o.cookie);
   const events = new Events(o.logger);
   const codec = createDataCodec(o.serializer, o.maxPayloadBytes, o.logger, o.store.name);
@@ -205,7 +204,7 @@ export function buildSessions<D extends object = SessionData>(
     policy: o.policy,
     events,
     call: storeCaller(persistence.store, events),
-    serverSide: !isCookieStore(o.store),
+    serverSide: persistence.keepsRecords,
   });
   const storeName = persistence.store.name;
   const runtime: SessionRuntime = {

@@ -1,4 +1,3 @@
-import { EXPIRY_KEY } from './changes.js';
 import { type ExpiryPolicy, isBrowserSession } from './expiry.js';
 import type { Persistence } from './persistence/types.js';
 import type { SessionParts } from './session.js';
@@ -21,7 +20,7 @@ export function responseHeaders(
   const value =
     identity.outcome === 'set' && identity.record ? persistence.outgoing(parts) : undefined;
   if (value !== undefined) {
-    const browserSession = isBrowserSession(policy, changes.data.get(EXPIRY_KEY));
+    const browserSession = isBrowserSession(policy, changes.expirySetting);
     headers.push(
       ...transport.write({
         value,

@@ -19,12 +19,18 @@ export interface CommitRequest {
 }
 
 export interface CommitOutcome {
-  /** The data as saved (this request's changes merged into the newest), or empty when emptied. */
-  data: SessionMap;
+  /**
+   * The data as saved (this request's changes merged into the newest), or
+   * empty when emptied; for the other sessions of a group, a function that
+   * reads it back from the record when (and if) that session needs it.
+   */
+  data: SessionMap | (() => SessionMap);
   /** The record written; undefined when the session was emptied and deleted. */
   record: StoredSession | undefined;
   /** Compare-and-set retries it took. */
   retries: number;
+  /** The saved data's per-session expiry setting. */
+  setting: unknown;
 }
 
 export interface CommitOptions {
@@ -103,11 +109,10 @@ export class CommitQueue {
       return;
     }
     batch[0]!.resolve(outcome);
-    for (const waiter of batch.slice(1)) {
-      // Each session gets its own copy of the saved data.
-      const data = outcome.record ? (this.#o.codec.parse(outcome.record) ?? new Map()) : new Map();
-      waiter.resolve({ data, record: outcome.record, retries: outcome.retries });
-    }
+    const { record } = outcome;
+    // Each other session gets its own copy of the saved data, read only if it is used again.
+    const data = () => (record ? (this.#o.codec.parse(record) ?? new Map()) : new Map());
+    for (const waiter of batch.slice(1)) waiter.resolve({ ...outcome, data });
   }
 
   /** Writes the requests' changes as one compare-and-set, replaying them on newer data until it lands. */
@@ -125,7 +130,7 @@ export class CommitQueue {
         // Emptied: the record goes, and the cookie with it.
         await call('destroy', () => store.destroy(key));
         events.emit('destroyed', () => ({ handle: key, reason: 'emptied' }));
-        return { data, record: undefined, retries: attempt - 1 };
+        return { data, record: undefined, retries: attempt - 1, setting: undefined };
       }
       const record: StoredSession = {
         data: codec.serialize(data),
@@ -137,7 +142,7 @@ export class CommitQueue {
       const result = await call('update', () => store.update(key, record, base.version));
       if (result === 'ok') {
         this.#written.set(key, record);
-        return { data, record, retries: attempt - 1 };
+        return { data, record, retries: attempt - 1, setting: data.get(EXPIRY_KEY) };
       }
       if (result === 'missing') throw new SessionInterruptedError();
       if (attempt >= maxRetries || Date.now() - started >= retryTimeout) {

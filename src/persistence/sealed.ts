@@ -33,6 +33,7 @@ export function sealedPersistence({
 }: SealedPersistenceOptions): Persistence {
   return {
     store: keepsNothing(sealer),
+    keepsRecords: false,
 
     async open(parts, _request, incoming) {
       const now = Date.now();

@@ -43,6 +43,7 @@ export interface ServerPersistenceOptions {
  */
 export class ServerPersistence implements Persistence {
   readonly store: SessionStore;
+  readonly keepsRecords = true;
   readonly #o: ServerPersistenceOptions;
   readonly #commits: CommitQueue;
 
@@ -234,7 +235,9 @@ export class ServerPersistence implements Persistence {
     identity.record = outcome.record;
     identity.retries = outcome.retries;
     identity.outcome = outcome.record ? 'set' : 'delete';
-    changes.saved(outcome.data);
+    if (typeof outcome.data === 'function') {
+      changes.savedLazily(outcome.data, outcome.setting);
+    } else changes.saved(outcome.data);
   }
 
   async saveDeletions(parts: SessionParts): Promise<void> {

@@ -10,6 +10,8 @@ import type { IncomingRequest, IncomingValue } from '../transports/types.js';
 export interface Persistence {
   /** `sessions.store`: the store itself, or a stand-in that keeps nothing for the cookie store. */
   readonly store: SessionStore;
+  /** Sessions are records on the server (they can be listed, counted and revoked). */
+  readonly keepsRecords: boolean;
   /** Opens the session the incoming value names, taking its record into `parts` when it is live. */
   open(
     parts: SessionParts,
