@@ -284,7 +284,7 @@ describeWithService('cart demo on SATCHEL_STORE=cookie', undefined, () => {
     [{}, /^shopping-cart: the cookie store needs SATCHEL_SECRET: .*satchel keygen\)\n$/],
     [
       { SATCHEL_SECRET: 'too-short' },
-      /^shopping-cart: SATCHEL_SECRET is 9 characters; each key needs at least 32 \(generate one with: satchel keygen\)\n$/,
+      /^shopping-cart: SATCHEL_SECRET must be at least 32 characters; got 9 \(generate one with: npx satchel keygen\)\n$/,
     ],
   ])('exits 2 with a clear message when SATCHEL_SECRET is %j', async (extra, message) => {
     const run = spawnServer({ PORT: '0', SATCHEL_STORE: 'cookie', ...extra });
