@@ -166,9 +166,11 @@ function openSqlite(options: SqliteStoreOptions | undefined) {
   let cache: CacheSize;
   try {
     if (ownsDatabase) {
+      // First: node:sqlite waits 0 ms for a lock by default, and switching to WAL (or
+      // recovering the WAL of a process that was killed) needs one another process may hold.
+      db.exec('PRAGMA busy_timeout = 5000');
       db.exec('PRAGMA journal_mode = WAL');
       db.exec('PRAGMA synchronous = NORMAL');
-      db.exec('PRAGMA busy_timeout = 5000');
       // The same on both drivers: better-sqlite3's 16 MB page cache (node:sqlite
       // defaults to 2 MB), and statement journals in memory (node:sqlite's build
       // writes them to a temporary file, which made clearExpired's DELETEs 2.5x slower).
