@@ -174,7 +174,10 @@ function contenders(env) {
   for (const store of stores) {
     list.push(satchel('express', store, { needs: storeNeeds[store], quick: store === 'memory' }));
   }
+  // Each framework alone, so satchel's own cost can be told apart on every adapter.
+  list.push(node('fastify 5 + Map', 'fastify-bare.mjs', {}, { needs: 'fastify', quick: true }));
   list.push(satchel('fastify', 'memory', { needs: 'fastify', quick: true }));
+  list.push(node('hono 4 + Map', 'hono-bare.mjs', {}, { needs: 'hono', quick: true }));
   list.push(satchel('hono', 'memory', { needs: 'hono', quick: true }));
   // Not a contender for the tables: Django with 8 threads in its one worker,
   // to show what its sessions do to concurrent updates (workload c only).

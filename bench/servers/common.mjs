@@ -2,6 +2,7 @@
  * What every Node contender shares: the seed's cart.html, the cart rules and
  * a small response helper, so the contenders differ only in how they keep sessions.
  */
+import { randomBytes } from 'node:crypto';
 
 /** The cart keeps its last CART_MAX items on /add_to_cart/; /append/ keeps all of them. */
 export const CART_MAX = 20;
@@ -78,4 +79,29 @@ export function onStop(server, cleanup = async () => {}) {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+}
+
+/**
+ * The hand-rolled sessions of the bare-framework contenders: carts in a Map
+ * keyed by a random `sid` cookie, no expiry, no persistence. `add` returns
+ * the new cart and, for a new visitor, the Set-Cookie value to send.
+ */
+export function handRolledCarts() {
+  const carts = new Map();
+  const COOKIE = /(?:^|;\s*)sid=([A-Za-z0-9_-]{32})(?:;|$)/;
+  const idOf = (cookieHeader) => COOKIE.exec(cookieHeader ?? '')?.[1];
+  return {
+    read: (cookieHeader) => carts.get(idOf(cookieHeader)) ?? [],
+    add(cookieHeader, update, item) {
+      let id = idOf(cookieHeader);
+      let setCookie;
+      if (id === undefined || !carts.has(id)) {
+        id = randomBytes(24).toString('base64url');
+        setCookie = `sid=${id}; Path=/; HttpOnly; SameSite=Lax`;
+      }
+      const cart = update(item)(carts.get(id));
+      carts.set(id, cart);
+      return { cart, setCookie };
+    },
+  };
 }
