@@ -1,5 +1,8 @@
 import type { StoredSession } from './store.js';
 
+/** Shared by every request that imported nothing (most): no array per request. */
+const NONE: readonly string[] = Object.freeze([]);
+
 /** A fresh session ID and the key its record is stored under (a hash of it). */
 export interface IssuedId {
   id: string;
@@ -37,7 +40,7 @@ export class Identity {
   /** Compare-and-set retries the latest save needed (for the `satchel:commit` channel). */
   retries = 0;
   /** Set-Cookie headers deleting a legacy session cookie that was just imported. */
-  legacyCookies: string[] = [];
+  legacyCookies: readonly string[] = NONE;
   /** The ID that arrived in this request's URL, which is never written into a cookie. */
   urlId: string | undefined;
 
