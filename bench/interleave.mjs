@@ -1,0 +1,250 @@
+#!/usr/bin/env node
+/**
+ * Interleaved A/B runs for noisy machines. run.mjs measures contenders one
+ * after another, so host interference (steal time, a neighbour's build) lands
+ * on whichever one is running and skews the ratios: identical code measured 88
+ * and 153 CPU µs/request minutes apart. Here all selected servers run at once
+ * and each round gives every contender, in turn, one cell of workload a and
+ * one of b: interference spread over the run hits them all alike, and as a
+ * neighbour only ever adds CPU time per request, the minimum over the rounds
+ * is the truest figure (the median shows the spread).
+ *
+ *   node bench/interleave.mjs --only=<regexp> [--rounds=8] [--duration=2]
+ *        [--warmup=2] [--connections=32] [--no-pin]
+ *
+ * The limit always runs; Redis/PostgreSQL contenders and the probe 'satchel direct
+ * memory' only when --only names them. Linux (/proc). No setup or build (see run.mjs).
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { seedSessions, waitReady } from './lib/http.mjs';
+import {
+  cpuMs,
+  freePort,
+  hasTaskset,
+  installSignalHandlers,
+  run,
+  start,
+  stopAll,
+} from './lib/proc.mjs';
+
+const BENCH = dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+const option = (name, fallback) => {
+  const hit = args.find((a) => a.startsWith(`--${name}=`));
+  return hit === undefined ? fallback : hit.slice(name.length + 3);
+};
+const settings = {
+  rounds: Math.max(1, Number(option('rounds', 8))),
+  duration: Number(option('duration', 2)),
+  warmup: Number(option('warmup', 2)),
+  connections: Number(option('connections', 32)),
+  sessions: 200,
+  pin: !args.includes('--no-pin') && hasTaskset && cpus().length >= 2,
+};
+const only = option('only') === undefined ? undefined : new RegExp(option('only'));
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const SERVER_CPU = settings.pin ? 0 : undefined;
+const LOAD_CPU = settings.pin ? 1 : undefined;
+const SERVER_ENV = { REDIS_URL, PG_URL, NODE_ENV: 'production' };
+const log = (message) => process.stderr.write(`[interleave] ${message}\n`);
+
+/** run.mjs's node contenders (no Django, no workload c); `bare`: the same framework alone. */
+function contenders() {
+  const node = (name, script, env = {}, meta = {}) => ({ name, script, env, ...meta });
+  const satchel = (adapter, store, meta = {}) =>
+    node(`satchel ${adapter} ${store}`, 'satchel.mjs', { ADAPTER: adapter, STORE: store }, meta);
+  const services = { redis: { needsRedis: true, optIn: true }, postgres: { optIn: true } };
+  const list = [
+    node('limit (node:http + Map)', 'limit.mjs', {}, { limit: true, frame: 'node' }),
+    node('express 5 + Map', 'express-bare.mjs', {}, { frame: 'express' }),
+    node('express-session memory', 'express-session.mjs', { STORE: 'memory' }),
+    node('express-session redis', 'express-session.mjs', { STORE: 'redis' }, services.redis),
+  ];
+  for (const adapter of ['node', 'express']) {
+    for (const store of ['memory', 'sqlite', 'file', 'redis', 'postgres']) {
+      list.push(satchel(adapter, store, services[store]));
+    }
+  }
+  list.push(node('fastify 5 + Map', 'fastify-bare.mjs', {}, { frame: 'fastify' }));
+  list.push(satchel('fastify', 'memory'));
+  list.push(node('hono 4 + Map', 'hono-bare.mjs', {}, { frame: 'hono' }));
+  list.push(satchel('hono', 'memory'));
+  list.push(satchel('direct', 'memory', { optIn: true }));
+  for (const c of list) {
+    if (c.env.STORE === 'memory') c.bare = list.find((b) => b.frame === c.env.ADAPTER)?.name;
+  }
+  return list.filter((c) => c.limit || (only ? only.test(c.name) : !c.optIn));
+}
+
+/** One wrk cell exactly as run.mjs runs it, with the server's CPU µs per request. */
+async function wrk(server, mode, seconds) {
+  const cpuBefore = cpuMs(server.child.pid);
+  const flags = `-t1 -c${settings.connections} -d${seconds}s --timeout 10s`.split(' ');
+  const lua = join(BENCH, 'wrk', 'sessions.lua');
+  const result = await run('wrk', [...flags, '-s', lua, `http://127.0.0.1:${server.port}`], {
+    env: { BENCH_COOKIES: server.cookieFile, BENCH_MODE: mode },
+    cpu: LOAD_CPU,
+  });
+  const line = result.stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
+  if (!line) throw new Error(`wrk printed no result:\n${result.stdout}\n${result.stderr}`);
+  const r = JSON.parse(line.slice('BENCH_JSON '.length));
+  const cpuUs = ((cpuMs(server.child.pid) - cpuBefore) * 1000) / r.requests;
+  const errors = r.non2xx + r.connect + r.read + r.write + r.timeout;
+  const rps = r.requests / (r.duration_us / 1e6);
+  return { cpuUs, rps, errors, requests: r.requests, p50: r.p50_us / 1000, p99: r.p99_us / 1000 };
+}
+
+/** Starts every contender at once (all on SERVER_CPU), then seeds and warms each up. */
+async function startAll(list, dataRoot, servers) {
+  for (const c of list) {
+    const port = await freePort();
+    const dataDir = mkdtempSync(join(dataRoot, 'c-'));
+    const env = { ...c.env, ...SERVER_ENV, DATA_DIR: dataDir, BENCH_DATA_DIR: dataDir };
+    const child = start(process.execPath, [join(BENCH, 'servers', c.script)], {
+      env: { ...env, PORT: String(port) },
+      cwd: BENCH,
+      cpu: SERVER_CPU,
+      log: join(dataRoot, `${c.name.replace(/\W+/g, '_')}.log`),
+    });
+    servers.push({ ...c, port, dataDir, child, cells: { a: [], b: [] } });
+  }
+  for (const s of servers) {
+    await waitReady(s.port, s.child).catch((err) => {
+      throw new Error(`${s.name} did not start: ${err.message}`);
+    });
+    const cookies = await seedSessions(s.port, settings.sessions);
+    s.cookieFile = join(s.dataDir, 'cookies.txt');
+    writeFileSync(s.cookieFile, `${cookies.join('\n')}\n`);
+    await wrk(s, 'cart', settings.warmup);
+    log(`ready: ${s.name} (pid ${s.child.pid}, port ${s.port})`);
+  }
+}
+
+/** Steal and all ticks so far on the servers' CPU (all CPUs unpinned), from /proc/stat. */
+function stealTicks() {
+  const lines = readFileSync('/proc/stat', 'utf8').split('\n');
+  const fields = lines.find((l) => l.startsWith(`cpu${SERVER_CPU ?? ''} `)).split(/\s+/);
+  const ticks = fields.slice(1, 9).map(Number); // user nice system idle iowait irq softirq steal
+  return { steal: ticks[7], total: ticks.reduce((sum, t) => sum + t, 0) };
+}
+
+async function rounds(servers, failures) {
+  for (let round = 1; round <= settings.rounds; round++) {
+    for (const s of servers) {
+      for (const [workload, mode] of Object.entries({ a: 'cart', b: 'read' })) {
+        const r = await wrk(s, mode, settings.duration);
+        s.cells[workload].push({ round, ...r });
+        const what = `${s.name} ${workload} round ${round}: ${r.errors} errors`;
+        if (r.errors > 0 || r.requests === 0) failures.push(`${what}, ${r.requests} requests`);
+      }
+    }
+    const a = servers.map((s) => `${s.name} ${fmt(s.cells.a.at(-1).cpuUs)}`).join(', ');
+    log(`round ${round}/${settings.rounds} (a, CPU µs/req): ${a}`);
+  }
+}
+
+const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
+
+function summarize(s, workload) {
+  const cells = s.cells[workload];
+  const sorted = cells.map((c) => c.cpuUs).sort((x, y) => x - y);
+  const mid = sorted.length >> 1;
+  const best = cells.reduce((x, y) => (y.cpuUs < x.cpuUs ? y : x));
+  const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  return { min: best.cpuUs, median, rps: best.rps };
+}
+
+const HEADER =
+  '| contender | min CPU µs/req | median CPU µs/req | CPU ratio | req/s (min-CPU round) |' +
+  ' added µs/req vs limit | satchel ÷ bare framework |';
+
+function table(servers, workload) {
+  const stats = new Map(servers.map((s) => [s.name, summarize(s, workload)]));
+  const limit = stats.get(servers.find((s) => s.limit).name);
+  const out = [HEADER, `|${'---|'.repeat(7)}`];
+  for (const s of servers) {
+    const st = stats.get(s.name);
+    const added = s.name.startsWith('satchel ') ? fmt(st.min - limit.min) : '';
+    const bare = stats.get(s.bare);
+    const vsBare = bare ? `${fmt(st.min / bare.min, 2)} (vs ${s.bare})` : '';
+    const row = [s.name, fmt(st.min), fmt(st.median), fmt(limit.min / st.min, 2), fmt(st.rps)];
+    out.push(`| ${[...row, added, vsBare].join(' | ')} |`);
+  }
+  return { text: out.join('\n'), stats: Object.fromEntries(stats) };
+}
+
+/** Removes the keys bench servers left in Redis (only the bench's own prefixes). */
+async function cleanRedis() {
+  const { createClient } = await import('redis');
+  const client = createClient({ url: REDIS_URL, socket: { reconnectStrategy: false } });
+  client.on('error', () => {});
+  await client.connect();
+  for (const pattern of ['satchel-bench:*', 'sessbench:*']) {
+    for await (const keys of client.scanIterator({ MATCH: pattern, COUNT: 1000 })) {
+      if (keys.length) await client.unlink(keys);
+    }
+  }
+  await client.quit();
+}
+
+function report(servers, steal, failures) {
+  const tables = { a: table(servers, 'a'), b: table(servers, 'b') };
+  const text = [
+    `## Interleaved run of ${new Date().toISOString()}`,
+    '',
+    `- command: node bench/interleave.mjs ${args.join(' ')}`.trimEnd(),
+    `- node ${process.version}; wrk -t1 -c${settings.connections}; warm-up ${settings.warmup} s; ${settings.rounds} rounds × ${settings.duration} s per cell, contenders in turn; ${settings.sessions} live sessions each`,
+    `- pinning: ${settings.pin ? 'servers on CPU 0, load generator on CPU 1 (taskset)' : 'none'}; steal during the rounds: ${fmt(steal, 1)}% of ${settings.pin ? 'CPU 0' : 'all CPUs'}'s time`,
+    `\n### a: cart (add_to_cart, 200 sessions)\n\n${tables.a.text}`,
+    `\n### b: read-only page\n\n${tables.b.text}\n`,
+    "CPU ratio: the limit's min ÷ the contender's min. Satchel ÷ bare framework: by min CPU µs/req.",
+    failures.length ? `\n### Failures\n\n${failures.map((f) => `- ${f}`).join('\n')}` : '',
+  ].join('\n');
+  console.log(text);
+  mkdirSync(join(BENCH, 'results'), { recursive: true });
+  writeFileSync(join(BENCH, 'results', 'interleave.md'), `${text}\n`);
+  const raw = servers.map(({ name, cells }) => ({ name, cells }));
+  const summary = { a: tables.a.stats, b: tables.b.stats };
+  const json = JSON.stringify({ settings, steal, summary, contenders: raw, failures }, null, 2);
+  writeFileSync(join(BENCH, 'results', 'interleave.json'), json);
+}
+
+async function main() {
+  installSignalHandlers();
+  if (settings.pin) spawnSync('taskset', ['-pc', String(LOAD_CPU), String(process.pid)]);
+  const list = contenders();
+  log(`contenders: ${list.map((c) => c.name).join(', ')}`);
+  const usesRedis = list.some((c) => c.needsRedis);
+  const dataRoot = mkdtempSync(join(tmpdir(), 'satchel-interleave-'));
+  const failures = [];
+  const servers = [];
+  try {
+    if (usesRedis) await cleanRedis();
+    await startAll(list, dataRoot, servers);
+    const before = stealTicks();
+    await rounds(servers, failures);
+    const after = stealTicks();
+    const steal = (100 * (after.steal - before.steal)) / (after.total - before.total || 1);
+    report(servers, steal, failures);
+  } catch (err) {
+    failures.push(err.message);
+    log(`FAILED ${err.message}`);
+  } finally {
+    await stopAll();
+    for (const s of servers) rmSync(s.dataDir, { recursive: true, force: true });
+    if (usesRedis) await cleanRedis().catch((err) => log(`cleaning Redis: ${err.message}`));
+  }
+  if (failures.length) log(`${failures.length} failure(s); server logs in ${dataRoot}`);
+  else rmSync(dataRoot, { recursive: true, force: true });
+  process.exitCode = failures.length ? 1 : 0;
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1); // the 'exit' handler kills what this run started, by PID
+});
