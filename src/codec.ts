@@ -47,6 +47,8 @@ export function createDataCodec(
     },
     serialize(data) {
       const text = serializer.stringify(Object.fromEntries(data));
+      // A UTF-16 code unit is at most 3 UTF-8 bytes: short text needs no counting.
+      if (text.length * 3 <= maxPayloadBytes) return text;
       const size = Buffer.byteLength(text);
       if (size > maxPayloadBytes) throw new PayloadTooLargeError(size, maxPayloadBytes);
       return text;

@@ -133,6 +133,14 @@ function partsOf(options: ResolvedCookieOptions): Parts {
 
 const SAFE_VALUE = /^[A-Za-z0-9_.-]*$/;
 
+/** The last Expires date formatted: every cookie set within one second shares it. */
+let lastExpires = { second: Number.NaN, text: '' };
+function httpDate(date: Date): string {
+  const second = Math.floor(date.getTime() / 1000);
+  if (second !== lastExpires.second) lastExpires = { second, text: date.toUTCString() };
+  return lastExpires.text;
+}
+
 export function setCookieHeader(
   options: ResolvedCookieOptions,
   value: string,
@@ -144,9 +152,10 @@ export function setCookieHeader(
   const { middle, tail } = partsOf(options);
   const secure = options.secure === 'auto' ? secureRequest : options.secure;
   const header = expires
-    ? `${options.name}=${value}; Max-Age=${Math.max(0, Math.round((expires.getTime() - Date.now()) / 1000))}${middle}; Expires=${expires.toUTCString()}${secure ? tail.secure : tail.plain}`
+    ? `${options.name}=${value}; Max-Age=${Math.max(0, Math.round((expires.getTime() - Date.now()) / 1000))}${middle}; Expires=${httpDate(expires)}${secure ? tail.secure : tail.plain}`
     : `${options.name}=${value}${middle}${secure ? tail.secure : tail.plain}`;
-  const size = Buffer.byteLength(header);
+  // Every piece is ASCII (the cookie library refuses anything else), so length is the size.
+  const size = header.length;
   if (size > MAX_COOKIE_BYTES) throw new CookieTooLargeError(options.name, size);
   return header;
 }

@@ -57,6 +57,7 @@ export class Flash {
    * per save; undefined when there is nothing to move.
    */
   drain(): Op | undefined {
+    if (this.#read.size === 0 && !this.pending) return undefined;
     const kept = this.#keep;
     const remove =
       kept === 'all' ? [] : [...this.#read].filter((k) => !kept.has(k) && !this.#consumed.has(k));

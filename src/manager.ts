@@ -239,6 +239,7 @@ export function buildSessions<D extends object = SessionData>(
     logger: o.logger,
 
     load(request, loadOptions) {
+      if (!channels.load.hasSubscribers) return open(request, loadOptions);
       return traced(
         channels.load,
         (): LoadMessage => ({ store: storeName }),

@@ -26,8 +26,7 @@ export function storeCaller(store: SessionStore, events: Events): StoreCall {
       throw error;
     }
   };
-  return async (what, fn) => {
-    if (!channels.store.hasSubscribers) return call(what, fn);
+  const measured: StoreCall = async (what, fn) => {
     const started = performance.now();
     let ok = false;
     try {
@@ -44,4 +43,6 @@ export function storeCaller(store: SessionStore, events: Events): StoreCall {
       channels.store.publish(message);
     }
   };
+  // Not async itself: a wrapper that only forwards would cost every store call two more ticks.
+  return (what, fn) => (channels.store.hasSubscribers ? measured(what, fn) : call(what, fn));
 }

@@ -70,16 +70,19 @@ export class CommitQueue {
   }
 
   commit(key: string, request: CommitRequest): Promise<CommitOutcome> {
-    return new Promise((resolve, reject) => {
-      const waiter = { request, resolve, reject };
-      const queue = this.#waiting.get(key);
-      if (queue) {
-        queue.push(waiter);
-        return;
-      }
-      this.#waiting.set(key, [waiter]);
+    const queue = this.#waiting.get(key);
+    if (queue) return new Promise((resolve, reject) => queue.push({ request, resolve, reject }));
+    this.#waiting.set(key, []);
+    return this.#writeFirst(key, request);
+  }
+
+  /** The commit that found no queue writes at once; whatever queued behind it drains next. */
+  async #writeFirst(key: string, request: CommitRequest): Promise<CommitOutcome> {
+    try {
+      return await this.#write(key, [request]);
+    } finally {
       void this.#drain(key);
-    });
+    }
   }
 
   async #drain(key: string): Promise<void> {
