@@ -10,7 +10,11 @@
  * is the truest figure (the median shows the spread).
  *
  *   node bench/interleave.mjs --only=<regexp> [--rounds=8] [--duration=2]
- *        [--warmup=2] [--connections=32] [--no-pin]
+ *        [--warmup=2] [--connections=32] [--no-pin] [--compare=<other>/dist]
+ *
+ * --compare runs every selected satchel contender a second time on another
+ * build (named after the folder holding that dist/, which must also reach a
+ * node_modules): the before/after of a change, measured side by side.
  *
  * The limit always runs; Redis/PostgreSQL contenders and the probe 'satchel direct
  * memory' only when --only names them. Linux (/proc). No setup or build (see run.mjs).
@@ -18,8 +22,8 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { seedSessions, waitReady } from './lib/http.mjs';
 import {
   cpuMs,
@@ -78,7 +82,20 @@ function contenders() {
   for (const c of list) {
     if (c.env.STORE === 'memory') c.bare = list.find((b) => b.frame === c.env.ADAPTER)?.name;
   }
-  return list.filter((c) => c.limit || (only ? only.test(c.name) : !c.optIn));
+  const chosen = list.filter((c) => c.limit || (only ? only.test(c.name) : !c.optIn));
+  return compare ? [...chosen, ...chosen.filter(isSatchel).map(againstBuild)] : chosen;
+}
+
+/** Each satchel contender once more, on another build's dist/ (`--compare=<dir>`): a before/after line. */
+const compare = option('compare');
+const isSatchel = (c) => c.script === 'satchel.mjs';
+function againstBuild(c) {
+  const dist = pathToFileURL(`${resolve(compare)}/`).href;
+  return {
+    ...c,
+    name: `${c.name} @${basename(resolve(compare, '..'))}`,
+    env: { ...c.env, SATCHEL_DIST: dist },
+  };
 }
 
 /** One wrk cell exactly as run.mjs runs it, with the server's CPU µs per request. */
@@ -135,7 +152,8 @@ function stealTicks() {
 
 async function rounds(servers, failures) {
   for (let round = 1; round <= settings.rounds; round++) {
-    for (const s of servers) {
+    // Odd rounds run the contenders in order, even rounds in reverse: no one always goes first.
+    for (const s of round % 2 === 1 ? servers : [...servers].reverse()) {
       for (const [workload, mode] of Object.entries({ a: 'cart', b: 'read' })) {
         const r = await wrk(s, mode, settings.duration);
         s.cells[workload].push({ round, ...r });
@@ -198,7 +216,7 @@ function report(servers, steal, failures) {
     `## Interleaved run of ${new Date().toISOString()}`,
     '',
     `- command: node bench/interleave.mjs ${args.join(' ')}`.trimEnd(),
-    `- node ${process.version}; wrk -t1 -c${settings.connections}; warm-up ${settings.warmup} s; ${settings.rounds} rounds × ${settings.duration} s per cell, contenders in turn; ${settings.sessions} live sessions each`,
+    `- node ${process.version}; wrk -t1 -c${settings.connections}; warm-up ${settings.warmup} s; ${settings.rounds} rounds × ${settings.duration} s per cell, contenders in turn (reversed every other round); ${settings.sessions} live sessions each`,
     `- pinning: ${settings.pin ? 'servers on CPU 0, load generator on CPU 1 (taskset)' : 'none'}; steal during the rounds: ${fmt(steal, 1)}% of ${settings.pin ? 'CPU 0' : 'all CPUs'}'s time`,
     `\n### a: cart (add_to_cart, 200 sessions)\n\n${tables.a.text}`,
     `\n### b: read-only page\n\n${tables.b.text}\n`,

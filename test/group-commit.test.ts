@@ -67,6 +67,73 @@ describe('group commit: the queued commits of one session are one write', () => 
   });
 });
 
+describe('the parsed data a process keeps instead of parsing again', () => {
+  const cookieOf = (value: string | undefined) => `sessionid=${value}`;
+
+  it('reads what another process saved since, never the copy it kept', async () => {
+    const store = memoryStore();
+    sessions = createSessions({ store });
+    const other = createSessions({ store });
+    try {
+      const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
+      await exchange(other, first.value, (s) => s.update('cart', (c: string[]) => [...c, 'b']));
+      const again = await sessions.load(fakeRequest(cookieOf(first.value)));
+      expect(again.get('cart')).toEqual(['a', 'b']);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('is not changed by a handler that changes a value in place after the commit', async () => {
+    sessions = createSessions({ store: memoryStore() });
+    const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
+    const s = await sessions.load(fakeRequest(cookieOf(first.value)));
+    const cart = s.update('cart', (c: string[]) => [...c, 'b']) as string[];
+    await sessions.commit(s, 200);
+    cart.push('never saved');
+    const next = await sessions.load(fakeRequest(cookieOf(first.value)));
+    expect(next.get('cart')).toEqual(['a', 'b']);
+  });
+
+  it('keeps both items when an updater changes the loaded value in place and a conflict replays it', async () => {
+    const store = memoryStore();
+    sessions = createSessions({ store });
+    const other = createSessions({ store });
+    try {
+      const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
+      const mine = await sessions.load(fakeRequest(cookieOf(first.value)));
+      const theirs = await other.load(fakeRequest(cookieOf(first.value)));
+      const push = (item: string) => (c: string[]) => {
+        c.push(item);
+        return c;
+      };
+      mine.update('cart', push('mine'));
+      theirs.update('cart', push('theirs'));
+      await other.commit(theirs, 200);
+      await sessions.commit(mine, 200);
+      const after = await sessions.load(fakeRequest(cookieOf(first.value)));
+      expect(after.get('cart')).toEqual(['a', 'theirs', 'mine']);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('applies an in-place change once when the value was read before the update', async () => {
+    sessions = createSessions({ store: memoryStore() });
+    const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
+    const s = await sessions.load(fakeRequest(cookieOf(first.value)));
+    const seen = s.get('cart') as string[];
+    s.update('cart', (c: string[]) => {
+      c.push('b');
+      return c;
+    });
+    expect(seen).toEqual(['a']);
+    await sessions.commit(s, 200);
+    const next = await sessions.load(fakeRequest(cookieOf(first.value)));
+    expect(next.get('cart')).toEqual(['a', 'b']);
+  });
+});
+
 describe('retries against other processes are bounded by time', () => {
   it('keeps retrying a contended compare-and-set until retryTimeout, then answers ConflictError', async () => {
     const store = memoryStore();

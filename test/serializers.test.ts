@@ -134,6 +134,14 @@ describe("the JSON serializer's copy for updaters", () => {
     expect(copy.nested.deep).not.toBe(value.nested.deep);
   });
 
+  it('reads back exactly as JSON.parse would: an undefined field is dropped, -0 is 0', () => {
+    const value = { kept: 1, gone: undefined, zero: -0, list: [-0] };
+    const copy = jsonSerializer.clone!(value);
+    expect(copy).toStrictEqual(JSON.parse(JSON.stringify(value)));
+    expect(Object.keys(copy as object)).toEqual(['kept', 'zero', 'list']);
+    expect(Object.is((copy as typeof value).zero, 0)).toBe(true);
+  });
+
   it('keeps an own "__proto__" key an own data property, never a prototype', () => {
     const value = JSON.parse('{"__proto__":{"polluted":true},"a":1}');
     const copy = jsonSerializer.clone!(value) as Record<string, unknown>;

@@ -8,6 +8,7 @@ import type { Events } from '../events.js';
 import { computeExpiresAt, type ExpiryPolicy } from '../expiry.js';
 import type { SessionStore, StoredSession } from '../store.js';
 import type { StoreCall } from './call.js';
+import type { ParsedCache } from './parsed.js';
 
 /** One request's changes to a stored session. */
 export interface CommitRequest {
@@ -43,6 +44,8 @@ export interface CommitOptions {
   maxRetries: number;
   /** Milliseconds of retrying before ConflictError. */
   retryTimeout: number;
+  /** What this process last read or wrote, parsed (a copy instead of a parse). */
+  parsed: ParsedCache;
 }
 
 interface Waiter {
@@ -114,23 +117,24 @@ export class CommitQueue {
     batch[0]!.resolve(outcome);
     const { record } = outcome;
     // Each other session gets its own copy of the saved data, read only if it is used again.
-    const data = () => (record ? (this.#o.codec.parse(record) ?? new Map()) : new Map());
+    const data = () => (record ? this.#parse(key, record) : new Map());
     for (const waiter of batch.slice(1)) waiter.resolve({ ...outcome, data });
   }
 
   /** Writes the requests' changes as one compare-and-set, replaying them on newer data until it lands. */
   async #write(key: string, requests: CommitRequest[]): Promise<CommitOutcome> {
-    const { store, codec, policy, events, call, maxRetries, retryTimeout } = this.#o;
+    const { store, codec, policy, events, call, maxRetries, retryTimeout, parsed } = this.#o;
     const ops = requests.length === 1 ? requests[0]!.ops : requests.flatMap((r) => r.ops);
     let base = newestOf(this.#written.get(key), requests);
     let data =
       requests.length === 1 && base.version === requests[0]!.base.version
         ? requests[0]!.data
-        : replay(codec.parse(base) ?? new Map(), ops, codec.clone);
+        : replay(this.#parse(key, base), ops, codec.clone);
     const started = Date.now();
     for (let attempt = 1; ; attempt++) {
       if (data.size === 0) {
         // Emptied: the record goes, and the cookie with it.
+        parsed.forget(key);
         await call('destroy', () => store.destroy(key));
         events.emit('destroyed', () => ({ handle: key, reason: 'emptied' }));
         return { data, record: undefined, retries: attempt - 1, setting: undefined };
@@ -145,6 +149,7 @@ export class CommitQueue {
       const result = await call('update', () => store.update(key, record, base.version));
       if (result === 'ok') {
         this.#written.set(key, record);
+        parsed.remember(key, record.data, data);
         return { data, record, retries: attempt - 1, setting: data.get(EXPIRY_KEY) };
       }
       if (result === 'missing') throw new SessionInterruptedError();
@@ -161,8 +166,14 @@ export class CommitQueue {
       const latest = await call('get', () => store.get(key));
       if (!latest) throw new SessionInterruptedError();
       base = latest;
-      data = replay(codec.parse(latest) ?? new Map(), ops, codec.clone);
+      data = replay(this.#parse(key, latest), ops, codec.clone);
     }
+  }
+
+  /** A record's data, private to the caller: copied if this process knows its text, else parsed. */
+  #parse(key: string, record: StoredSession): SessionMap {
+    const { codec, parsed } = this.#o;
+    return parsed.read(key, record.data) ?? codec.parse(record) ?? new Map();
   }
 }
 

@@ -15,6 +15,7 @@ import type { SessionParts } from '../session.js';
 import type { SessionStore, StoredSession } from '../store.js';
 import type { StoreCall } from './call.js';
 import { CommitQueue } from './commits.js';
+import { ParsedCache } from './parsed.js';
 import type { IncomingRequest, IncomingValue } from '../transports/types.js';
 import type { Persistence } from './types.js';
 
@@ -46,24 +47,33 @@ export class ServerPersistence implements Persistence {
   readonly keepsRecords = true;
   readonly #o: ServerPersistenceOptions;
   readonly #commits: CommitQueue;
+  readonly #parsed: ParsedCache;
 
   constructor(options: ServerPersistenceOptions) {
     this.#o = options;
     this.store = options.store;
-    this.#commits = new CommitQueue(options);
+    this.#parsed = new ParsedCache(options.codec);
+    this.#commits = new CommitQueue({ ...options, parsed: this.#parsed });
   }
 
   /** Takes a live, readable record into the session; corrupt data is logged and read as a new session. */
-  #adopt(parts: SessionParts, record: StoredSession): boolean {
+  #adopt(parts: SessionParts, key: string, record: StoredSession): boolean {
     if (isExpired(this.#o.policy, record, Date.now())) return false;
-    const data = this.#o.codec.parse(record);
+    const data = this.#parsed.read(key, record.data) ?? this.#parse(key, record);
     if (!data) {
       parts.identity.corrupt = true;
       return false;
     }
-    parts.changes.data = data;
+    parts.changes.loaded(data);
     parts.flash.adopt(data);
     return true;
+  }
+
+  /** Parses a record this process has not seen as it is now, and keeps the result for the next load. */
+  #parse(key: string, record: StoredSession): SessionMap | undefined {
+    const data = this.#o.codec.parse(record);
+    if (data) this.#parsed.remember(key, record.data, data);
+    return data;
   }
 
   async #lookUp(parts: SessionParts, id: string, lock: boolean): Promise<void> {
@@ -79,10 +89,11 @@ export class ServerPersistence implements Persistence {
       record = await call('get', () => store.get(key));
       if (!record) return;
     }
-    if (this.#adopt(parts, record)) {
+    if (this.#adopt(parts, key, record)) {
       identity.adopt(id, key, record);
     } else if (record.expiresAt > Date.now()) {
       // Past the absolute timeout, or unreadable: it goes now rather than at its expiry.
+      this.#parsed.forget(key);
       await call('destroy', () => store.destroy(key));
       if (identity.corrupt) events.emit('destroyed', () => ({ handle: key, reason: 'corrupt' }));
       else events.emit('expired', () => ({ handle: key, via: 'load' }));
@@ -108,6 +119,7 @@ export class ServerPersistence implements Persistence {
       };
       // false only if 256 random bits collided with a live session: draw again.
       if (await call('create', () => store.create(key, record))) {
+        this.#parsed.remember(key, text, data);
         identity.record = record;
         identity.outcome = 'set';
         changes.saved(data);

@@ -116,8 +116,13 @@ function checkParsedJson(value: unknown, depth: number): void {
   }
 }
 
-/** A copy of plain JSON data without a round trip through text; anything else is kept as it is. */
+/**
+ * A copy of plain JSON data without a round trip through text, read back as
+ * JSON.parse would: -0 is 0, an object field holding undefined is dropped.
+ * Anything else is kept as it is (the commit refuses it).
+ */
 function cloneJson(value: unknown, depth: number): unknown {
+  if (value === 0) return 0;
   if (typeof value !== 'object' || value === null || depth > MAX_DEPTH) return value;
   if (Array.isArray(value)) {
     const copy: unknown[] = new Array(value.length);
@@ -128,6 +133,7 @@ function cloneJson(value: unknown, depth: number): unknown {
   const copy: Record<string, unknown> = {};
   for (const key of Object.keys(value)) {
     const item = cloneJson((value as Record<string, unknown>)[key], depth + 1);
+    if (item === undefined) continue;
     // An own "__proto__" stays an own data property, as JSON.parse makes it.
     if (key === '__proto__') {
       Object.defineProperty(copy, key, {
