@@ -1,22 +1,25 @@
 import { FLASH_KEY, type Op, type SessionMap } from './changes.js';
 
+const NONE: Readonly<Record<string, unknown>> = Object.freeze({});
+
 /**
  * Flash values: set by one request, read once by a later one (Django's
  * messages, Rails' flash). Incoming values live in the data under FLASH_KEY;
  * this request's bookkeeping becomes one `flash` op at save time.
  */
 export class Flash {
-  /** Values set by earlier requests, as loaded. */
-  #in: Record<string, unknown> = {};
+  // Most requests flash nothing: the bookkeeping is made on first use, not per request.
+  /** Values set by earlier requests, as loaded (never changed in place). */
+  #in: Readonly<Record<string, unknown>> = NONE;
   /** Values readable during this request only (flashNow). */
-  #now: Record<string, unknown> = {};
+  #now: Record<string, unknown> | undefined;
   /** Values for the next request. */
-  #out: Record<string, unknown> = {};
-  #keep: Set<string> | 'all' = new Set();
+  #out: Record<string, unknown> | undefined;
+  #keep: Set<string> | 'all' | undefined;
   /** Incoming keys read here: removed at save (read once). */
-  #read = new Set<string>();
+  #read: Set<string> | undefined;
   /** Incoming keys already removed by an earlier save() in this request. */
-  #consumed = new Set<string>();
+  #consumed: Set<string> | undefined;
 
   /** Takes the incoming flash values from loaded data. */
   adopt(data: SessionMap): void {
@@ -25,31 +28,31 @@ export class Flash {
   }
 
   set(key: string, value: unknown): void {
-    this.#out[key] = value;
+    (this.#out ??= {})[key] = value;
   }
 
   setNow(key: string, value: unknown): void {
-    this.#now[key] = value;
+    (this.#now ??= {})[key] = value;
   }
 
   get(key: string): unknown {
-    if (Object.hasOwn(this.#in, key)) this.#read.add(key);
-    return Object.hasOwn(this.#now, key) ? this.#now[key] : this.#in[key];
+    if (Object.hasOwn(this.#in, key)) (this.#read ??= new Set()).add(key);
+    return this.#now && Object.hasOwn(this.#now, key) ? this.#now[key] : this.#in[key];
   }
 
   all(): Record<string, unknown> {
-    for (const key of Object.keys(this.#in)) this.#read.add(key);
+    for (const key of Object.keys(this.#in)) (this.#read ??= new Set()).add(key);
     return { ...this.#in, ...this.#now };
   }
 
   keep(key?: string): void {
     if (key === undefined) this.#keep = 'all';
-    else if (this.#keep !== 'all') this.#keep.add(key);
+    else if (this.#keep !== 'all') this.#keep = (this.#keep ?? new Set<string>()).add(key);
   }
 
   /** Values set for the next request and not saved yet. */
   get pending(): boolean {
-    return Object.keys(this.#out).length > 0;
+    return this.#out !== undefined && Object.keys(this.#out).length > 0;
   }
 
   /**
@@ -57,25 +60,27 @@ export class Flash {
    * per save; undefined when there is nothing to move.
    */
   drain(): Op | undefined {
-    if (this.#read.size === 0 && !this.pending) return undefined;
+    if (this.#read === undefined && !this.pending) return undefined;
     const kept = this.#keep;
     const remove =
-      kept === 'all' ? [] : [...this.#read].filter((k) => !kept.has(k) && !this.#consumed.has(k));
+      kept === 'all'
+        ? []
+        : [...(this.#read ?? [])].filter((k) => !kept?.has(k) && !this.#consumed?.has(k));
     if (remove.length === 0 && !this.pending) return undefined;
-    const op: Op = { t: 'flash', remove, add: this.#out };
+    const op: Op = { t: 'flash', remove, add: this.#out ?? {} };
     // Values read here stay readable for the rest of the request, even after save().
-    for (const key of remove) this.#consumed.add(key);
-    this.#out = {};
+    for (const key of remove) (this.#consumed ??= new Set()).add(key);
+    this.#out = undefined;
     return op;
   }
 
   /** flush(): every flash value is gone. */
   reset(): void {
-    this.#in = {};
-    this.#now = {};
-    this.#out = {};
-    this.#keep = new Set();
-    this.#read = new Set();
-    this.#consumed = new Set();
+    this.#in = NONE;
+    this.#now = undefined;
+    this.#out = undefined;
+    this.#keep = undefined;
+    this.#read = undefined;
+    this.#consumed = undefined;
   }
 }

@@ -262,7 +262,7 @@ export function buildSessions<D extends object = SessionData>(
             else await persistence.saveDeletions(parts);
           } finally {
             if (message) message.retries = parts.identity.retries;
-            await persistence.release(parts);
+            if (parts.identity.lock) await persistence.release(parts);
           }
           return { headers: responseHeaders(transport, parts, persistence, o.policy) };
         },

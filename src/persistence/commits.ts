@@ -84,18 +84,21 @@ export class CommitQueue {
     try {
       return await this.#write(key, [request]);
     } finally {
-      void this.#drain(key);
+      if (this.#waiting.get(key)!.length > 0) void this.#drain(key);
+      else this.#idle(key);
     }
+  }
+
+  /** Nothing is queued for `key` any more. */
+  #idle(key: string): void {
+    this.#waiting.delete(key);
+    this.#written.delete(key);
   }
 
   async #drain(key: string): Promise<void> {
     for (;;) {
       const batch = this.#waiting.get(key)!.splice(0);
-      if (batch.length === 0) {
-        this.#waiting.delete(key);
-        this.#written.delete(key);
-        return;
-      }
+      if (batch.length === 0) return this.#idle(key);
       await this.#writeBatch(key, batch);
     }
   }

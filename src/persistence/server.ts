@@ -208,7 +208,7 @@ export class ServerPersistence implements Persistence {
         return;
       }
     }
-    await this.#o.importLegacy?.(parts, request.header('cookie'));
+    if (this.#o.importLegacy) await this.#o.importLegacy(parts, request.header('cookie'));
   }
 
   async save(parts: SessionParts): Promise<void> {
