@@ -51,3 +51,29 @@ export function applyCommitHeaders(headers: CommitResult['headers'], target: Hea
     else target.set(name, value);
   }
 }
+
+/** What a node:http (or HTTP/2 compatibility) response offers for headers, without importing node:http. */
+export interface NodeHeaders {
+  getHeader(name: string): number | string | string[] | undefined;
+  setHeader(name: string, value: number | string | readonly string[]): unknown;
+}
+
+/** A node:http response as a commit's header target. */
+export function nodeHeaderTarget(res: NodeHeaders): HeaderTarget {
+  return {
+    get(name) {
+      const value = res.getHeader(name);
+      return value === undefined
+        ? undefined
+        : Array.isArray(value)
+          ? value.join(', ')
+          : String(value);
+    },
+    set: (name, value) => void res.setHeader(name, value),
+    append(name, value) {
+      const current = res.getHeader(name);
+      if (current === undefined) res.setHeader(name, value);
+      else res.setHeader(name, [...(Array.isArray(current) ? current : [String(current)]), value]);
+    },
+  };
+}

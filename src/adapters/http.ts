@@ -4,7 +4,7 @@ import { SatchelError } from '../errors.js';
 import type { IncomingRequest, Sessions } from '../manager.js';
 import type { Session } from '../session.js';
 import { errorReply } from './errors.js';
-import { applyCommitHeaders, type HeaderTarget } from './headers.js';
+import { applyCommitHeaders, nodeHeaderTarget } from './headers.js';
 import { type Holder, hold, isGone, isWriteHead } from './hold.js';
 
 /** node:http requests (Express's too) as the manager sees them. */
@@ -34,26 +34,6 @@ export function sendError(sessions: Sessions<any>, res: ServerResponse, err: unk
   res.end(reply.body);
 }
 
-/** A node:http response as a commit's header target. */
-function headerTarget(res: ServerResponse): HeaderTarget {
-  return {
-    get(name) {
-      const value = res.getHeader(name);
-      return value === undefined
-        ? undefined
-        : Array.isArray(value)
-          ? value.join(', ')
-          : String(value);
-    },
-    set: (name, value) => void res.setHeader(name, value),
-    append(name, value) {
-      const current = res.getHeader(name);
-      if (current === undefined) res.setHeader(name, value);
-      else res.setHeader(name, [...(Array.isArray(current) ? current : [String(current)]), value]);
-    },
-  };
-}
-
 /**
  * Holds the response until the session is committed, so its Set-Cookie is
  * sent and the store written before the client sees anything — a redirect
@@ -75,7 +55,7 @@ export function commitBeforeResponse<D extends object>(
           holder.state = 'done';
           // Headers given to writeHead() are set first, so the commit's merge with them.
           for (const [fn, args] of holder.queue) if (isWriteHead(fn)) hoistHeaders(res, args);
-          applyCommitHeaders(headers, headerTarget(res));
+          applyCommitHeaders(headers, nodeHeaderTarget(res));
           for (const [fn, args] of holder.queue) fn.apply(res, args);
         },
         (err: unknown) => {

@@ -3,13 +3,20 @@ import type { Session, SessionData } from '../session.js';
 import { errorReply } from './errors.js';
 import { applyCommitHeaders, type HeaderTarget } from './headers.js';
 
-/** A Web-standard `Request` as the manager sees it. */
-export function fromRequest(request: Request): IncomingRequest {
-  const url = new URL(request.url);
+/** A Web-standard `Request` as the manager sees it; `header` may read the headers from elsewhere. */
+export function fromRequest(
+  request: Request,
+  header: IncomingRequest['header'] = (name) => request.headers.get(name) ?? undefined,
+): IncomingRequest {
+  const href = request.url;
   return {
-    header: (name) => request.headers.get(name) ?? undefined,
-    encrypted: url.protocol === 'https:',
-    url: url.pathname + url.search,
+    header,
+    encrypted: href.startsWith('https:'),
+    // Parsed only by the url transport: most requests never need it.
+    get url() {
+      const url = new URL(href);
+      return url.pathname + url.search;
+    },
   };
 }
 

@@ -20,6 +20,35 @@ describeAdapter('Hono', async (sessions) => {
   return createAdaptorServer({ fetch: app.fetch }) as Server;
 });
 
+describe('Hono adapter, on @hono/node-server', () => {
+  it('never adds one visitor\'s cookie to a Response a route returns to every visitor (a shared constant)', async () => {
+    const app = new Hono();
+    app.use(session(createSessions({ store: memoryStore() })));
+    let shared: Response | undefined;
+    app.get('/', (c) => {
+      c.var.session.set('seen', true);
+      shared ??= new Response('the same for everyone');
+      return shared;
+    });
+    const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as { port: number };
+      const cookies: string[] = [];
+      for (let visitor = 0; visitor < 2; visitor++) {
+        const res = await fetch(`http://127.0.0.1:${port}/`);
+        expect(await res.text()).toBe('the same for everyone');
+        expect(res.headers.getSetCookie()).toHaveLength(1);
+        cookies.push(res.headers.getSetCookie()[0]!.split(';')[0]!);
+      }
+      expect(cookies[0]).not.toBe(cookies[1]);
+      expect(shared!.headers.get('set-cookie')).toBeNull();
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
 describe('Hono adapter, through app.request', () => {
   interface Counter {
     n: number;
