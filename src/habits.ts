@@ -44,6 +44,9 @@ export const guardHabits = {
       },
     });
     Object.setPrototypeOf(prototype, guard);
+    // Every promise that resolves to a session asks it for `then`: answered
+    // here, on the prototype, instead of by the Proxy (a slow path per request).
+    Object.defineProperty(prototype, 'then', { value: undefined });
   },
   saveCallback(): never {
     throw habitError(

@@ -72,7 +72,8 @@ export class ParsedCache {
 
   #copy(data: SessionMap): SessionMap {
     const copy: SessionMap = new Map();
-    for (const [key, value] of data) copy.set(key, this.#codec.clone(value, key));
+    const clone = this.#codec.clone;
+    data.forEach((value, key) => copy.set(key, clone(value, key)));
     return copy;
   }
 }

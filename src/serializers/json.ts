@@ -125,8 +125,15 @@ function cloneJson(value: unknown, depth: number): unknown {
   if (value === 0) return 0;
   if (typeof value !== 'object' || value === null || depth > MAX_DEPTH) return value;
   if (Array.isArray(value)) {
-    const copy: unknown[] = new Array(value.length);
-    for (let i = 0; i < value.length; i++) copy[i] = cloneJson(value[i], depth + 1);
+    // Copied whole (strings and numbers are shared, being immutable), then
+    // only what needs more than that is revisited: a cart of strings costs one copy.
+    const copy: unknown[] = value.slice();
+    for (let i = 0; i < copy.length; i++) {
+      const item = copy[i];
+      if ((typeof item === 'object' && item !== null) || item === 0) {
+        copy[i] = cloneJson(item, depth + 1);
+      }
+    }
     return copy;
   }
   if (!isPlainObject(value)) return value;
