@@ -10,7 +10,7 @@
  * is the truest figure (the median shows the spread).
  *
  *   node bench/interleave.mjs --only=<regexp> [--rounds=8] [--duration=2]
- *        [--warmup=2] [--connections=32] [--no-pin] [--compare=<other>/dist]
+ *        [--warmup=2] [--cell-warmup=1] [--connections=32] [--no-pin] [--compare=<other>/dist]
  *
  * --compare runs every selected satchel contender a second time on another
  * build (named after the folder holding that dist/, which must also reach a
@@ -45,6 +45,7 @@ const settings = {
   rounds: Math.max(1, Number(option('rounds', 8))),
   duration: Number(option('duration', 2)),
   warmup: Number(option('warmup', 2)),
+  cellWarmup: Number(option('cell-warmup', 1)),
   connections: Number(option('connections', 32)),
   sessions: 200,
   pin: !args.includes('--no-pin') && hasTaskset && cpus().length >= 2,
@@ -80,7 +81,8 @@ function contenders() {
   list.push(satchel('hono', 'memory'));
   list.push(satchel('direct', 'memory', { optIn: true }));
   for (const c of list) {
-    if (c.env.STORE === 'memory') c.bare = list.find((b) => b.frame === c.env.ADAPTER)?.name;
+    if (c.script === 'satchel.mjs' && c.env.STORE === 'memory')
+      c.bare = list.find((b) => b.frame === c.env.ADAPTER)?.name;
   }
   const chosen = list.filter((c) => c.limit || (only ? only.test(c.name) : !c.optIn));
   return compare ? [...chosen, ...chosen.filter(isSatchel).map(againstBuild)] : chosen;
@@ -155,6 +157,9 @@ async function rounds(servers, failures) {
     // Odd rounds run the contenders in order, even rounds in reverse: no one always goes first.
     for (const s of round % 2 === 1 ? servers : [...servers].reverse()) {
       for (const [workload, mode] of Object.entries({ a: 'cart', b: 'read' })) {
+        // An idle server's V8 shrinks its heap and may drop compiled code
+        // while the others run: an unmeasured second brings it back first.
+        if (settings.cellWarmup > 0) await wrk(s, mode, settings.cellWarmup);
         const r = await wrk(s, mode, settings.duration);
         s.cells[workload].push({ round, ...r });
         const what = `${s.name} ${workload} round ${round}: ${r.errors} errors`;
@@ -216,7 +221,7 @@ function report(servers, steal, failures) {
     `## Interleaved run of ${new Date().toISOString()}`,
     '',
     `- command: node bench/interleave.mjs ${args.join(' ')}`.trimEnd(),
-    `- node ${process.version}; wrk -t1 -c${settings.connections}; warm-up ${settings.warmup} s; ${settings.rounds} rounds × ${settings.duration} s per cell, contenders in turn (reversed every other round); ${settings.sessions} live sessions each`,
+    `- node ${process.version}; wrk -t1 -c${settings.connections}; warm-up ${settings.warmup} s; ${settings.rounds} rounds × ${settings.duration} s per cell, each after ${settings.cellWarmup} s unmeasured, contenders in turn (reversed every other round); ${settings.sessions} live sessions each`,
     `- pinning: ${settings.pin ? 'servers on CPU 0, load generator on CPU 1 (taskset)' : 'none'}; steal during the rounds: ${fmt(steal, 1)}% of ${settings.pin ? 'CPU 0' : 'all CPUs'}'s time`,
     `\n### a: cart (add_to_cart, 200 sessions)\n\n${tables.a.text}`,
     `\n### b: read-only page\n\n${tables.b.text}\n`,

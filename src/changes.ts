@@ -172,7 +172,8 @@ export class ChangeLog {
   }
 
   #share(key: string): void {
-    (this.#shared ??= new Set()).add(key);
+    if (this.#shared === undefined) this.#shared = new Set();
+    this.#shared.add(key);
   }
 
   /** True when a handed-out value was changed in place. */

@@ -28,20 +28,22 @@ export class Flash {
   }
 
   set(key: string, value: unknown): void {
-    (this.#out ??= {})[key] = value;
+    if (this.#out === undefined) this.#out = {};
+    this.#out[key] = value;
   }
 
   setNow(key: string, value: unknown): void {
-    (this.#now ??= {})[key] = value;
+    if (this.#now === undefined) this.#now = {};
+    this.#now[key] = value;
   }
 
   get(key: string): unknown {
-    if (Object.hasOwn(this.#in, key)) (this.#read ??= new Set()).add(key);
+    if (Object.hasOwn(this.#in, key)) this.#markRead(key);
     return this.#now && Object.hasOwn(this.#now, key) ? this.#now[key] : this.#in[key];
   }
 
   all(): Record<string, unknown> {
-    for (const key of Object.keys(this.#in)) (this.#read ??= new Set()).add(key);
+    for (const key of Object.keys(this.#in)) this.#markRead(key);
     return { ...this.#in, ...this.#now };
   }
 
@@ -69,9 +71,14 @@ export class Flash {
     if (remove.length === 0 && !this.pending) return undefined;
     const op: Op = { t: 'flash', remove, add: this.#out ?? {} };
     // Values read here stay readable for the rest of the request, even after save().
-    for (const key of remove) (this.#consumed ??= new Set()).add(key);
+    if (remove.length > 0) this.#consumed = new Set([...(this.#consumed ?? []), ...remove]);
     this.#out = undefined;
     return op;
+  }
+
+  #markRead(key: string): void {
+    if (this.#read === undefined) this.#read = new Set();
+    this.#read.add(key);
   }
 
   /** flush(): every flash value is gone. */

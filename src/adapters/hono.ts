@@ -58,7 +58,8 @@ export function session<D extends object = SessionData>(
     }
     if (commit.headers.length === 0) return;
     const outgoing = nodeOutgoing(c.env);
-    if (outgoing && !overlaps(c.res)) applyCommitHeaders(commit.headers, nodeHeaderTarget(outgoing));
+    if (outgoing && !overlaps(c.res))
+      applyCommitHeaders(commit.headers, nodeHeaderTarget(outgoing));
     else replace(c, withCommitHeaders(c.res, commit.headers));
   };
 }

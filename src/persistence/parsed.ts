@@ -73,7 +73,9 @@ export class ParsedCache {
   #copy(data: SessionMap): SessionMap {
     const copy: SessionMap = new Map();
     const clone = this.#codec.clone;
-    data.forEach((value, key) => copy.set(key, clone(value, key)));
+    data.forEach((value, key) => {
+      copy.set(key, clone(value, key));
+    });
     return copy;
   }
 }

@@ -21,7 +21,7 @@ describeAdapter('Hono', async (sessions) => {
 });
 
 describe('Hono adapter, on @hono/node-server', () => {
-  it('never adds one visitor\'s cookie to a Response a route returns to every visitor (a shared constant)', async () => {
+  it("never adds one visitor's cookie to a Response a route returns to every visitor (a shared constant)", async () => {
     const app = new Hono();
     app.use(session(createSessions({ store: memoryStore() })));
     let shared: Response | undefined;
