@@ -37,9 +37,10 @@ export class ParsedCache {
   /** A private copy of the session's data if `text` is what this process last saw for `key`. */
   read(key: string, text: string): SessionMap | undefined {
     const entry = this.#entries.get(key);
-    if (entry === undefined) return undefined;
+    // A different text is older (a group commit's other sessions read back
+    // later) or newer (another process wrote): kept either way until replaced.
+    if (entry === undefined || entry.text !== text) return undefined;
     this.#drop(key, entry);
-    if (entry.text !== text) return undefined;
     this.#keep(key, entry);
     return this.#copy(entry.data);
   }
