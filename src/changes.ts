@@ -97,10 +97,6 @@ export class ChangeLog {
   /** Values handed out by reference, with their serialized form at that moment. */
   readonly #handedOut = new Map<string, { ref: object; text: string }>();
   readonly #codec: ValueCodec;
-  /** The data's values are this request's own copies, made at load (see `loaded`). */
-  #private = false;
-  /** Keys whose value something else may hold: handed out, set, or returned by an updater. */
-  #shared: Set<string> | undefined;
 
   constructor(codec: ValueCodec) {
     this.#codec = codec;
@@ -118,16 +114,6 @@ export class ChangeLog {
   set data(data: SessionMap) {
     this.#pending = undefined;
     this.#data = data;
-    this.#private = false;
-  }
-
-  /**
-   * Data just parsed or copied for this request alone: until a value is
-   * handed out or replaced, an updater may be given it without a copy.
-   */
-  loaded(data: SessionMap): void {
-    this.data = data;
-    this.#private = true;
   }
 
   /** The per-session expiry setting, without reading back data a group commit saved. */
@@ -138,7 +124,6 @@ export class ChangeLog {
   read(key: string): unknown {
     this.accessed = true;
     const value = this.data.get(key);
-    if (isObject(value)) this.#share(key);
     if (isObject(value) && !this.#handedOut.has(key)) {
       // Handed out by reference: a nested change (cart.push(x)) is found at commit.
       try {
@@ -157,23 +142,14 @@ export class ChangeLog {
   }
 
   /**
-   * Records `op` and applies it now. An updater gets a copy of the value
-   * unless nothing else can hold it: changed in place, a value the handler
-   * holds (or the op log's set) would change under it, and a replay after a
-   * conflict would apply the change twice.
+   * Applies `op` now and records it. An updater always gets a copy: one that
+   * throws part-way leaves nothing behind and is not recorded, and a value the
+   * handler holds (or the op log's set) never changes under it.
    */
   write(op: Op): void {
     this.accessed = true;
+    applyOp(this.data, op, op.t === 'update' ? this.#codec.clone : same);
     this.ops.push(op);
-    const isUpdate = op.t === 'update';
-    const own = isUpdate && this.#private && !this.#shared?.has(op.k);
-    applyOp(this.data, op, isUpdate && !own ? this.#codec.clone : same);
-    if (op.t === 'set' || isUpdate) this.#share(op.k);
-  }
-
-  #share(key: string): void {
-    if (this.#shared === undefined) this.#shared = new Set();
-    this.#shared.add(key);
   }
 
   /** True when a handed-out value was changed in place. */

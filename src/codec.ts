@@ -54,8 +54,8 @@ export function createDataCodec(
       return text;
     },
     clone(value, key) {
-      if (serializer.clone) return serializer.clone(value);
       if (value === null || typeof value !== 'object') return value;
+      if (serializer.clone) return serializer.clone(value);
       return serializer.parse(stringifyValue(value, key))[key];
     },
     stringifyValue,

@@ -118,6 +118,65 @@ describe('the parsed data a process keeps instead of parsing again', () => {
     }
   });
 
+  it('never lets a change made while the save is awaited reach the next load', async () => {
+    const store = memoryStore();
+    sessions = createSessions({ store });
+    const other = createSessions({ store });
+    try {
+      const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
+      const s = await sessions.load(fakeRequest(cookieOf(first.value)));
+      const cart = s.update('cart', (c: string[]) => [...c, 'b']) as string[];
+      const saving = sessions.commit(s, 200);
+      cart.length = 0; // code after res.redirect(), say: never saved
+      await saving;
+      const here = await sessions.load(fakeRequest(cookieOf(first.value)));
+      const there = await other.load(fakeRequest(cookieOf(first.value)));
+      expect(here.get('cart')).toEqual(['a', 'b']);
+      expect(there.get('cart')).toEqual(['a', 'b']);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('saves nothing of an updater that changed its value in place and then threw', async () => {
+    sessions = createSessions({ store: memoryStore() });
+    const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
+    const s = await sessions.load(fakeRequest(cookieOf(first.value)));
+    expect(() =>
+      s.update('cart', (c: string[]) => {
+        c.push('half done');
+        throw new Error('cart is full');
+      }),
+    ).toThrow('cart is full');
+    s.set('seen', true);
+    await sessions.commit(s, 200);
+    const next = await sessions.load(fakeRequest(cookieOf(first.value)));
+    expect(next.get('cart')).toEqual(['a']);
+  });
+
+  it('keeps a concurrent update when an updater reads its own key', async () => {
+    const store = memoryStore();
+    sessions = createSessions({ store });
+    const other = createSessions({ store });
+    try {
+      const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
+      const mine = await sessions.load(fakeRequest(cookieOf(first.value)));
+      const theirs = await other.load(fakeRequest(cookieOf(first.value)));
+      theirs.update('cart', (c: string[]) => [...c, 'theirs']);
+      await other.commit(theirs, 200);
+      mine.update('cart', (c: string[]) => {
+        mine.get('cart'); // a logging helper, say
+        c.push('mine');
+        return c;
+      });
+      await sessions.commit(mine, 200);
+      const after = await sessions.load(fakeRequest(cookieOf(first.value)));
+      expect(after.get('cart')).toEqual(['a', 'theirs', 'mine']);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('applies an in-place change once when the value was read before the update', async () => {
     sessions = createSessions({ store: memoryStore() });
     const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));

@@ -134,6 +134,11 @@ describe("the JSON serializer's copy for updaters", () => {
     expect(copy.nested.deep).not.toBe(value.nested.deep);
   });
 
+  it('refuses an array with its own toJSON (JSON would store what it returns)', () => {
+    const cart = Object.assign(['a'], { toJSON: () => ['b'] });
+    expect(() => jsonSerializer.stringify({ cart })).toThrow(/toJSON/);
+  });
+
   it('reads back exactly as JSON.parse would: an undefined field is dropped, -0 is 0', () => {
     const value = { kept: 1, gone: undefined, zero: -0, list: [-0] };
     const copy = jsonSerializer.clone!(value);

@@ -2,7 +2,6 @@ import type { MiddlewareHandler } from 'hono';
 import { SatchelError } from '../errors.js';
 import type { CommitResult, IncomingRequest, LoadOptions, Sessions } from '../manager.js';
 import type { Session, SessionData } from '../session.js';
-import { applyCommitHeaders, type NodeHeaders, nodeHeaderTarget } from './headers.js';
 import { errorResponse, fromRequest, withCommitHeaders } from './web.js';
 
 declare module 'hono' {
@@ -34,7 +33,7 @@ export function session<D extends object = SessionData>(
   return async (c, next) => {
     let loaded: Session<D>;
     try {
-      loaded = await sessions.load(fromRequest(c.req.raw, nodeHeader(c.env)), options);
+      loaded = await sessions.load(fromRequest(c.req.raw, nodeHeader(c.req.raw, c.env)), options);
     } catch (err) {
       if (SatchelError.is(err)) return errorResponse(sessions, err);
       throw err;
@@ -56,49 +55,28 @@ export function session<D extends object = SessionData>(
       replace(c, errorResponse(sessions, err));
       return;
     }
-    if (commit.headers.length === 0) return;
-    const outgoing = nodeOutgoing(c.env);
-    if (outgoing && !overlaps(c.res))
-      applyCommitHeaders(commit.headers, nodeHeaderTarget(outgoing));
-    else replace(c, withCommitHeaders(c.res, commit.headers));
+    if (commit.headers.length > 0) replace(c, withCommitHeaders(c.res, commit.headers));
   };
 }
 
 /**
- * Reads request headers from @hono/node-server's `env.incoming` when the app
- * runs on it: asking its Request for one header builds a Headers object of all of them.
+ * On @hono/node-server, request headers are read from the node:http request
+ * (`env.incoming`): asking the bridge's Request for one header builds a
+ * Headers object of all of them. Only when `request` is the one the bridge
+ * built from that very request (it keeps it under a symbol): an `env` passed
+ * on to `app.request()` or `app.fetch()` inside a handler belongs to the
+ * visitor, not to the inner request.
  */
-function nodeHeader(env: unknown): IncomingRequest['header'] | undefined {
-  const headers = (env as { incoming?: { headers?: unknown } } | undefined)?.incoming?.headers;
+function nodeHeader(request: Request, env: unknown): IncomingRequest['header'] | undefined {
+  const incoming = (env as { incoming?: { headers?: unknown } } | undefined)?.incoming;
+  const headers = incoming?.headers;
   if (typeof headers !== 'object' || headers === null) return undefined;
+  const own = request as unknown as Record<symbol, unknown>;
+  if (!Object.getOwnPropertySymbols(request).some((s) => own[s] === incoming)) return undefined;
   return (name) => {
     const value = (headers as Record<string, string | string[] | undefined>)[name];
     return Array.isArray(value) ? value.join(', ') : value;
   };
-}
-
-/**
- * The node:http response @hono/node-server will write this Response to
- * (its `env.outgoing`), while nothing has been sent. Headers set there are
- * merged by Node with the Response's own, which is left untouched: no copy
- * of it (a copy reads its body as a stream, several times the cost of the
- * request) and no change to it (a route may return one shared Response to
- * every visitor).
- */
-function nodeOutgoing(env: unknown): NodeHeaders | undefined {
-  const outgoing = (env as { outgoing?: Partial<NodeHeaders> & { headersSent?: unknown } })
-    ?.outgoing;
-  if (typeof outgoing?.setHeader !== 'function' || typeof outgoing.getHeader !== 'function') {
-    return undefined;
-  }
-  return outgoing.headersSent === false ? (outgoing as NodeHeaders) : undefined;
-}
-
-/** Headers Node would replace rather than merge (writeHead's own win), or a status a copy must not touch. */
-function overlaps(response: Response): boolean {
-  if (response.status < 200) return true;
-  const headers = response.headers;
-  return headers.has('set-cookie') || headers.has('vary') || headers.has('cache-control');
 }
 
 /** Assigning c.res merges the old response's headers into the new one; clearing it first does not. */

@@ -142,8 +142,11 @@ export class CommitQueue {
         events.emit('destroyed', () => ({ handle: key, reason: 'emptied' }));
         return { data, record: undefined, retries: attempt - 1, setting: undefined };
       }
+      const text = codec.serialize(data);
+      // Copied before the write is awaited: the handler may still change its values.
+      const snapshot = parsed.snapshot(text, data);
       const record: StoredSession = {
-        data: codec.serialize(data),
+        data: text,
         version: base.version + 1,
         createdAt: base.createdAt,
         expiresAt: computeExpiresAt(policy, data.get(EXPIRY_KEY), base.createdAt, Date.now()),
@@ -152,7 +155,7 @@ export class CommitQueue {
       const result = await call('update', () => store.update(key, record, base.version));
       if (result === 'ok') {
         this.#written.set(key, record);
-        parsed.remember(key, record.data, data);
+        parsed.keep(key, snapshot);
         return { data, record, retries: attempt - 1, setting: data.get(EXPIRY_KEY) };
       }
       if (result === 'missing') throw new SessionInterruptedError();

@@ -1,5 +1,6 @@
 import type { SessionMap } from '../changes.js';
-import type { DataCodec } from '../codec.js';
+import type { Serializer } from '../serializers.js';
+import { jsonSerializer } from '../serializers/json.js';
 
 /** Sessions whose parsed data is kept; the least recently used goes first. */
 const MAX_ENTRIES = 1_000;
@@ -8,9 +9,10 @@ const MAX_TOTAL_TEXT = 8 * 1024 * 1024;
 /** A longer payload is parsed every time rather than crowd out a hundred small ones. */
 const MAX_TEXT = 64 * 1024;
 
-interface Entry {
-  text: string;
-  data: SessionMap;
+/** A private copy of a session's data, and the exact text it is stored as. */
+export interface Parsed {
+  readonly text: string;
+  readonly data: SessionMap;
 }
 
 /**
@@ -21,17 +23,17 @@ interface Entry {
  * copying an array of 20 strings costs a fraction of parsing them. A
  * different text (another process wrote) is a miss, so nothing can go stale;
  * entries are per session, so no session's timing depends on another's data.
+ *
+ * Only for the built-in JSON serializer, whose copy is exactly what parsing
+ * its text gives back; a custom serializer's data is parsed every time.
  */
 export class ParsedCache {
-  readonly #entries = new Map<string, Entry>();
-  readonly #codec: DataCodec;
-  readonly #enabled: boolean;
+  readonly #entries = new Map<string, Parsed>();
+  readonly #clone: ((value: unknown) => unknown) | undefined;
   #totalText = 0;
 
-  constructor(codec: DataCodec) {
-    this.#codec = codec;
-    // Without the serializer's clone(), a copy is a round trip: no cheaper than a parse.
-    this.#enabled = codec.serializer.clone !== undefined;
+  constructor(serializer: Serializer) {
+    this.#clone = serializer === jsonSerializer ? jsonSerializer.clone : undefined;
   }
 
   /** A private copy of the session's data if `text` is what this process last saw for `key`. */
@@ -41,15 +43,25 @@ export class ParsedCache {
     // later) or newer (another process wrote): kept either way until replaced.
     if (entry === undefined || entry.text !== text) return undefined;
     this.#drop(key, entry);
-    this.#keep(key, entry);
+    this.#add(key, entry);
     return this.#copy(entry.data);
   }
 
-  /** `data` was parsed from, or serialized as, `text`: keep a copy nobody else can reach. */
-  remember(key: string, text: string, data: SessionMap): void {
+  /**
+   * A copy of `data`, stored (or about to be) as `text`, taken now: a handler
+   * that changes its values while the write is awaited cannot reach it.
+   * Undefined when it would not be kept.
+   */
+  snapshot(text: string, data: SessionMap): Parsed | undefined {
+    if (this.#clone === undefined || text.length > MAX_TEXT) return undefined;
+    return { text, data: this.#copy(data) };
+  }
+
+  /** The session is now stored as `snapshot` says (undefined: forget what was kept). */
+  keep(key: string, snapshot: Parsed | undefined): void {
     this.forget(key);
-    if (!this.#enabled || text.length > MAX_TEXT) return;
-    this.#keep(key, { text, data: this.#copy(data) });
+    if (snapshot === undefined) return;
+    this.#add(key, snapshot);
     for (const [oldest, entry] of this.#entries) {
       if (this.#entries.size <= MAX_ENTRIES && this.#totalText <= MAX_TOTAL_TEXT) break;
       this.#drop(oldest, entry);
@@ -61,21 +73,21 @@ export class ParsedCache {
     if (entry !== undefined) this.#drop(key, entry);
   }
 
-  #keep(key: string, entry: Entry): void {
+  #add(key: string, entry: Parsed): void {
     this.#entries.set(key, entry);
     this.#totalText += entry.text.length;
   }
 
-  #drop(key: string, entry: Entry): void {
+  #drop(key: string, entry: Parsed): void {
     this.#entries.delete(key);
     this.#totalText -= entry.text.length;
   }
 
   #copy(data: SessionMap): SessionMap {
+    const clone = this.#clone!;
     const copy: SessionMap = new Map();
-    const clone = this.#codec.clone;
     data.forEach((value, key) => {
-      copy.set(key, clone(value, key));
+      copy.set(key, clone(value));
     });
     return copy;
   }

@@ -52,7 +52,7 @@ export class ServerPersistence implements Persistence {
   constructor(options: ServerPersistenceOptions) {
     this.#o = options;
     this.store = options.store;
-    this.#parsed = new ParsedCache(options.codec);
+    this.#parsed = new ParsedCache(options.codec.serializer);
     this.#commits = new CommitQueue({ ...options, parsed: this.#parsed });
   }
 
@@ -64,7 +64,7 @@ export class ServerPersistence implements Persistence {
       parts.identity.corrupt = true;
       return false;
     }
-    parts.changes.loaded(data);
+    parts.changes.data = data;
     parts.flash.adopt(data);
     return true;
   }
@@ -72,7 +72,7 @@ export class ServerPersistence implements Persistence {
   /** Parses a record this process has not seen as it is now, and keeps the result for the next load. */
   #parse(key: string, record: StoredSession): SessionMap | undefined {
     const data = this.#o.codec.parse(record);
-    if (data) this.#parsed.remember(key, record.data, data);
+    if (data) this.#parsed.keep(key, this.#parsed.snapshot(record.data, data));
     return data;
   }
 
@@ -105,6 +105,7 @@ export class ServerPersistence implements Persistence {
     const { identity, changes } = parts;
     const now = Date.now();
     const text = codec.serialize(data);
+    const snapshot = this.#parsed.snapshot(text, data);
     for (let attempt = 0; ; attempt++) {
       if (identity.id === undefined || identity.key === undefined || attempt > 0) {
         identity.assign(ids.issue());
@@ -119,7 +120,7 @@ export class ServerPersistence implements Persistence {
       };
       // false only if 256 random bits collided with a live session: draw again.
       if (await call('create', () => store.create(key, record))) {
-        this.#parsed.remember(key, text, data);
+        this.#parsed.keep(key, snapshot);
         identity.record = record;
         identity.outcome = 'set';
         changes.saved(data);
@@ -147,6 +148,7 @@ export class ServerPersistence implements Persistence {
       identity.record = undefined;
     }
     // Created first, destroyed second: a failure in between never loses the session.
+    this.#parsed.forget(oldKey);
     await call('destroy', () => store.destroy(oldKey));
     const record = identity.record;
     if (record) {
@@ -165,6 +167,7 @@ export class ServerPersistence implements Persistence {
     const { identity, changes } = parts;
     const key = identity.key;
     if (identity.record && key !== undefined) {
+      this.#parsed.forget(key);
       await call('destroy', () => store.destroy(key));
       events.emit('expired', () => ({ handle: key, via: 'save' }));
     }

@@ -49,6 +49,9 @@ function checkJsonLeaf(value: unknown, path: Path): void {
   }
 }
 
+const TO_JSON =
+  'an object with a toJSON method does not survive JSON (it reads back as what toJSON returns); store that instead';
+
 /**
  * Refuses what JSON.stringify would change silently, so what is read back is
  * what was set. A plain walk, not a replacer: the common case (strings,
@@ -62,6 +65,7 @@ function checkJson(value: unknown, path: Path, top: unknown): void {
   if (path.length > MAX_DEPTH) throw tooDeep(path, top);
   if (Array.isArray(value)) {
     if (Object.getPrototypeOf(value) !== Array.prototype) throw refuse(path, jsonRefusal(value));
+    if (typeof (value as { toJSON?: unknown }).toJSON === 'function') throw refuse(path, TO_JSON);
     for (let i = 0; i < value.length; i++) {
       const item: unknown = value[i];
       if (typeof item === 'string' || typeof item === 'boolean' || item === null) continue;
@@ -79,12 +83,7 @@ function checkJson(value: unknown, path: Path, top: unknown): void {
     return;
   }
   if (!isPlainObject(value)) throw refuse(path, jsonRefusal(value));
-  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') {
-    throw refuse(
-      path,
-      'an object with a toJSON method does not survive JSON (it reads back as what toJSON returns); store that instead',
-    );
-  }
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') throw refuse(path, TO_JSON);
   for (const key of Object.keys(value)) {
     const item = (value as Record<string, unknown>)[key];
     if (typeof item === 'string' || typeof item === 'boolean' || item === null) continue;

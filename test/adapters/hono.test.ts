@@ -20,32 +20,72 @@ describeAdapter('Hono', async (sessions) => {
   return createAdaptorServer({ fetch: app.fetch }) as Server;
 });
 
+/** Serves `app` on @hono/node-server for the length of `run`. */
+async function served(app: Hono<any>, run: (base: string) => Promise<void>): Promise<void> {
+  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    await run(`http://127.0.0.1:${(server.address() as { port: number }).port}`);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
 describe('Hono adapter, on @hono/node-server', () => {
-  it("never adds one visitor's cookie to a Response a route returns to every visitor (a shared constant)", async () => {
+  it('keeps the session cookie when an outer middleware sets a cookie of its own after next()', async () => {
+    const app = new Hono();
+    app.use(async (c, next) => {
+      await next();
+      c.header('set-cookie', 'theme=dark; Path=/', { append: true });
+    });
+    app.use(session(createSessions({ store: memoryStore() })));
+    app.get('/', (c) => {
+      c.var.session.set('user', 'ann');
+      return c.text('hi');
+    });
+    await served(app, async (base) => {
+      const cookies = (await fetch(`${base}/`)).headers.getSetCookie();
+      expect(cookies).toEqual([
+        expect.stringMatching(/^sessionid=[\w-]{43};/),
+        'theme=dark; Path=/',
+      ]);
+    });
+  });
+
+  it("never lets an inner app.request() given the visitor's env read or write the visitor's session", async () => {
     const app = new Hono();
     app.use(session(createSessions({ store: memoryStore() })));
-    let shared: Response | undefined;
+    app.get('/login', (c) => {
+      c.var.session.set('user', 'alice');
+      return c.text('ok');
+    });
+    app.get('/inner', (c) => c.text(String(c.var.session.get('user') ?? 'nobody')));
+    app.get('/outer', async (c) => {
+      const inner = await app.request('/inner', {}, c.env);
+      return c.text(`inner saw ${await inner.text()}`);
+    });
+    await served(app, async (base) => {
+      const login = await fetch(`${base}/login`);
+      const cookie = login.headers.getSetCookie()[0]!.split(';')[0]!;
+      const outer = await fetch(`${base}/outer`, { headers: { cookie } });
+      expect(await outer.text()).toBe('inner saw nobody');
+    });
+  });
+
+  it("never adds a visitor's cookie to a Response a route keeps and returns again (a shared constant)", async () => {
+    const app = new Hono();
+    app.use(session(createSessions({ store: memoryStore() })));
+    const shared = new Response('the same for everyone');
     app.get('/', (c) => {
       c.var.session.set('seen', true);
-      shared ??= new Response('the same for everyone');
       return shared;
     });
-    const server = createAdaptorServer({ fetch: app.fetch }) as Server;
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    try {
-      const { port } = server.address() as { port: number };
-      const cookies: string[] = [];
-      for (let visitor = 0; visitor < 2; visitor++) {
-        const res = await fetch(`http://127.0.0.1:${port}/`);
-        expect(await res.text()).toBe('the same for everyone');
-        expect(res.headers.getSetCookie()).toHaveLength(1);
-        cookies.push(res.headers.getSetCookie()[0]!.split(';')[0]!);
-      }
-      expect(cookies[0]).not.toBe(cookies[1]);
-      expect(shared!.headers.get('set-cookie')).toBeNull();
-    } finally {
-      await new Promise((resolve) => server.close(resolve));
-    }
+    await served(app, async (base) => {
+      const res = await fetch(`${base}/`);
+      expect(await res.text()).toBe('the same for everyone');
+      expect(res.headers.getSetCookie()).toHaveLength(1);
+      expect(shared.headers.get('set-cookie')).toBeNull();
+    });
   });
 });
 
