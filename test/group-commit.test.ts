@@ -67,21 +67,31 @@ describe('group commit: the queued commits of one session are one write', () => 
   });
 });
 
+/** Two processes on one store: this one (`sessions`) and `other`, closed afterwards. */
+async function twoProcesses(
+  run: (here: Sessions<any>, other: Sessions<any>) => Promise<void>,
+): Promise<void> {
+  const store = memoryStore();
+  const here = createSessions({ store });
+  sessions = here;
+  const other = createSessions({ store });
+  try {
+    await run(here, other);
+  } finally {
+    await other.close();
+  }
+}
+
 describe('the parsed data a process keeps instead of parsing again', () => {
   const cookieOf = (value: string | undefined) => `sessionid=${value}`;
 
   it('reads what another process saved since, never the copy it kept', async () => {
-    const store = memoryStore();
-    sessions = createSessions({ store });
-    const other = createSessions({ store });
-    try {
-      const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
+    await twoProcesses(async (here, other) => {
+      const first = await exchange(here, undefined, (s) => s.set('cart', ['a']));
       await exchange(other, first.value, (s) => s.update('cart', (c: string[]) => [...c, 'b']));
-      const again = await sessions.load(fakeRequest(cookieOf(first.value)));
+      const again = await here.load(fakeRequest(cookieOf(first.value)));
       expect(again.get('cart')).toEqual(['a', 'b']);
-    } finally {
-      await other.close();
-    }
+    });
   });
 
   it('is not changed by a handler that changes a value in place after the commit', async () => {
@@ -96,12 +106,9 @@ describe('the parsed data a process keeps instead of parsing again', () => {
   });
 
   it('keeps both items when an updater changes the loaded value in place and a conflict replays it', async () => {
-    const store = memoryStore();
-    sessions = createSessions({ store });
-    const other = createSessions({ store });
-    try {
-      const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
-      const mine = await sessions.load(fakeRequest(cookieOf(first.value)));
+    await twoProcesses(async (here, other) => {
+      const first = await exchange(here, undefined, (s) => s.set('cart', ['a']));
+      const mine = await here.load(fakeRequest(cookieOf(first.value)));
       const theirs = await other.load(fakeRequest(cookieOf(first.value)));
       const push = (item: string) => (c: string[]) => {
         c.push(item);
@@ -110,32 +117,25 @@ describe('the parsed data a process keeps instead of parsing again', () => {
       mine.update('cart', push('mine'));
       theirs.update('cart', push('theirs'));
       await other.commit(theirs, 200);
-      await sessions.commit(mine, 200);
-      const after = await sessions.load(fakeRequest(cookieOf(first.value)));
+      await here.commit(mine, 200);
+      const after = await here.load(fakeRequest(cookieOf(first.value)));
       expect(after.get('cart')).toEqual(['a', 'theirs', 'mine']);
-    } finally {
-      await other.close();
-    }
+    });
   });
 
   it('never lets a change made while the save is awaited reach the next load', async () => {
-    const store = memoryStore();
-    sessions = createSessions({ store });
-    const other = createSessions({ store });
-    try {
-      const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
-      const s = await sessions.load(fakeRequest(cookieOf(first.value)));
+    await twoProcesses(async (here, other) => {
+      const first = await exchange(here, undefined, (s) => s.set('cart', ['a']));
+      const s = await here.load(fakeRequest(cookieOf(first.value)));
       const cart = s.update('cart', (c: string[]) => [...c, 'b']) as string[];
-      const saving = sessions.commit(s, 200);
+      const saving = here.commit(s, 200);
       cart.length = 0; // code after res.redirect(), say: never saved
       await saving;
-      const here = await sessions.load(fakeRequest(cookieOf(first.value)));
+      const mine = await here.load(fakeRequest(cookieOf(first.value)));
       const there = await other.load(fakeRequest(cookieOf(first.value)));
-      expect(here.get('cart')).toEqual(['a', 'b']);
+      expect(mine.get('cart')).toEqual(['a', 'b']);
       expect(there.get('cart')).toEqual(['a', 'b']);
-    } finally {
-      await other.close();
-    }
+    });
   });
 
   it('saves nothing of an updater that changed its value in place and then threw', async () => {
@@ -155,12 +155,9 @@ describe('the parsed data a process keeps instead of parsing again', () => {
   });
 
   it('keeps a concurrent update when an updater reads its own key', async () => {
-    const store = memoryStore();
-    sessions = createSessions({ store });
-    const other = createSessions({ store });
-    try {
-      const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
-      const mine = await sessions.load(fakeRequest(cookieOf(first.value)));
+    await twoProcesses(async (here, other) => {
+      const first = await exchange(here, undefined, (s) => s.set('cart', ['a']));
+      const mine = await here.load(fakeRequest(cookieOf(first.value)));
       const theirs = await other.load(fakeRequest(cookieOf(first.value)));
       theirs.update('cart', (c: string[]) => [...c, 'theirs']);
       await other.commit(theirs, 200);
@@ -169,12 +166,10 @@ describe('the parsed data a process keeps instead of parsing again', () => {
         c.push('mine');
         return c;
       });
-      await sessions.commit(mine, 200);
-      const after = await sessions.load(fakeRequest(cookieOf(first.value)));
+      await here.commit(mine, 200);
+      const after = await here.load(fakeRequest(cookieOf(first.value)));
       expect(after.get('cart')).toEqual(['a', 'theirs', 'mine']);
-    } finally {
-      await other.close();
-    }
+    });
   });
 
   it('applies an in-place change once when the value was read before the update', async () => {
