@@ -21,26 +21,16 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { PG_URL, REDIS_URL, readArgs } from './lib/cli.mjs';
 import { seedSessions, waitReady } from './lib/http.mjs';
-import {
-  cpuMs,
-  freePort,
-  hasTaskset,
-  installSignalHandlers,
-  run,
-  start,
-  stopAll,
-} from './lib/proc.mjs';
+import { wrkCell } from './lib/wrk.mjs';
+import { freePort, installSignalHandlers, start, stopAll } from './lib/proc.mjs';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
-const args = process.argv.slice(2);
-const option = (name, fallback) => {
-  const hit = args.find((a) => a.startsWith(`--${name}=`));
-  return hit === undefined ? fallback : hit.slice(name.length + 3);
-};
+const { argv: args, option, only, pin } = readArgs();
 const settings = {
   rounds: Math.max(1, Number(option('rounds', 8))),
   duration: Number(option('duration', 2)),
@@ -48,11 +38,8 @@ const settings = {
   cellWarmup: Number(option('cell-warmup', 1)),
   connections: Number(option('connections', 32)),
   sessions: 200,
-  pin: !args.includes('--no-pin') && hasTaskset && cpus().length >= 2,
+  pin,
 };
-const only = option('only') === undefined ? undefined : new RegExp(option('only'));
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const SERVER_CPU = settings.pin ? 0 : undefined;
 const LOAD_CPU = settings.pin ? 1 : undefined;
 const SERVER_ENV = { REDIS_URL, PG_URL, NODE_ENV: 'production' };
@@ -101,21 +88,18 @@ function againstBuild(c) {
 }
 
 /** One wrk cell exactly as run.mjs runs it, with the server's CPU µs per request. */
-async function wrk(server, mode, seconds) {
-  const cpuBefore = cpuMs(server.child.pid);
-  const flags = `-t1 -c${settings.connections} -d${seconds}s --timeout 10s`.split(' ');
-  const lua = join(BENCH, 'wrk', 'sessions.lua');
-  const result = await run('wrk', [...flags, '-s', lua, `http://127.0.0.1:${server.port}`], {
-    env: { BENCH_COOKIES: server.cookieFile, BENCH_MODE: mode },
+function wrk(server, mode, seconds) {
+  const { port, cookieFile, child } = server;
+  const { connections } = settings;
+  return wrkCell({
+    port,
+    mode,
+    seconds,
+    cookieFile,
+    connections,
     cpu: LOAD_CPU,
+    serverPid: child.pid,
   });
-  const line = result.stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
-  if (!line) throw new Error(`wrk printed no result:\n${result.stdout}\n${result.stderr}`);
-  const r = JSON.parse(line.slice('BENCH_JSON '.length));
-  const cpuUs = ((cpuMs(server.child.pid) - cpuBefore) * 1000) / r.requests;
-  const errors = r.non2xx + r.connect + r.read + r.write + r.timeout;
-  const rps = r.requests / (r.duration_us / 1e6);
-  return { cpuUs, rps, errors, requests: r.requests, p50: r.p50_us / 1000, p99: r.p99_us / 1000 };
 }
 
 /** Starts every contender at once (all on SERVER_CPU), then seeds and warms each up. */

@@ -17,26 +17,14 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PG_URL, REDIS_URL, readArgs } from './lib/cli.mjs';
 import { hammer, seedSessions, waitReady } from './lib/http.mjs';
-import {
-  cpuMs,
-  freePort,
-  hasTaskset,
-  installSignalHandlers,
-  run,
-  start,
-  stop,
-  stopAll,
-} from './lib/proc.mjs';
+import { wrkCell } from './lib/wrk.mjs';
+import { cpuMs, freePort, installSignalHandlers, start, stop, stopAll } from './lib/proc.mjs';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(BENCH, '..');
-const args = process.argv.slice(2);
-const flag = (name) => args.includes(`--${name}`);
-const option = (name, fallback) => {
-  const hit = args.find((a) => a.startsWith(`--${name}=`));
-  return hit === undefined ? fallback : hit.slice(name.length + 3);
-};
+const { argv: args, flag, option, only, pin } = readArgs();
 
 const quick = flag('quick');
 const settings = {
@@ -48,11 +36,8 @@ const settings = {
   // Cells a and b run this many times back to back; the one with the least server CPU per request is kept.
   repeat: Math.max(1, Number(option('repeat', 1))),
   hammerConnections: 64,
-  pin: !flag('no-pin') && hasTaskset && cpus().length >= 2,
+  pin,
 };
-const only = option('only') === undefined ? undefined : new RegExp(option('only'));
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const SERVER_CPU = settings.pin ? 0 : undefined;
 const LOAD_CPU = settings.pin ? 1 : undefined;
 
@@ -213,36 +198,9 @@ function contenders(env) {
 
 // --------------------------------------------------------------- load ---
 
-async function wrk(port, mode, seconds, cookieFile, serverPid) {
-  const cpuBefore = serverPid === undefined ? undefined : cpuMs(serverPid);
-  const result = await run(
-    'wrk',
-    [
-      '-t1',
-      `-c${settings.connections}`,
-      `-d${seconds}s`,
-      '--timeout',
-      '10s',
-      '-s',
-      join(BENCH, 'wrk', 'sessions.lua'),
-      `http://127.0.0.1:${port}`,
-    ],
-    { env: { BENCH_COOKIES: cookieFile, BENCH_MODE: mode }, cpu: LOAD_CPU },
-  );
-  const line = result.stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
-  if (!line) throw new Error(`wrk printed no result:\n${result.stdout}\n${result.stderr}`);
-  const r = JSON.parse(line.slice('BENCH_JSON '.length));
-  const errors = r.non2xx + r.connect + r.read + r.write + r.timeout;
-  const cpuAfter = serverPid === undefined ? undefined : cpuMs(serverPid);
-  return {
-    cpuUs: ((cpuAfter - cpuBefore) * 1000) / r.requests,
-    requests: r.requests,
-    rps: r.requests / (r.duration_us / 1e6),
-    p50: r.p50_us / 1000,
-    p99: r.p99_us / 1000,
-    errors,
-    detail: r,
-  };
+function wrk(port, mode, seconds, cookieFile, serverPid) {
+  const { connections } = settings;
+  return wrkCell({ port, mode, seconds, cookieFile, connections, cpu: LOAD_CPU, serverPid });
 }
 
 /**
