@@ -2,6 +2,7 @@ import type { CommitResult, IncomingRequest, LoadOptions, Sessions } from '../ma
 import type { Session, SessionData } from '../session.js';
 import { errorReply } from './errors.js';
 import { applyCommitHeaders, type HeaderTarget } from './headers.js';
+import { lightweightCopy } from './lightweight.js';
 
 /** A Web-standard `Request` as the manager sees it; `header` may read the headers from elsewhere. */
 export function fromRequest(
@@ -42,13 +43,11 @@ export function withCommitHeaders(response: Response, headers: CommitResult['hea
     apply(response.headers, headers);
     return response;
   }
-  const copy = new Headers(response.headers);
-  apply(copy, headers);
-  return new Response(response.body, {
-    status: response.status,
-    statusText: response.statusText,
-    headers: copy,
-  });
+  // Constructed with a Response as init, a Response copies its status,
+  // statusText and headers; the copy's headers are its own and mutable.
+  const copy = lightweightCopy(response) ?? new Response(response.body, response);
+  apply(copy.headers, headers);
+  return copy;
 }
 
 /** A failed request's answer as a Web Response (see errorReply); the details are logged. */

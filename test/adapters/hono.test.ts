@@ -4,6 +4,7 @@ import { Hono } from 'hono';
 import type { ContentfulStatusCode, RedirectStatusCode } from 'hono/utils/http-status';
 import { describe, expect, it } from 'vitest';
 import { type SessionEnv, session } from '../../src/adapters/hono.js';
+import { withCommitHeaders } from '../../src/adapters/web.js';
 import { createSessions } from '../../src/index.js';
 import { memoryStore } from '../../src/stores/memory.js';
 import { describeAdapter, scenario } from './matrix.js';
@@ -85,6 +86,98 @@ describe('Hono adapter, on @hono/node-server', () => {
       expect(await res.text()).toBe('the same for everyone');
       expect(res.headers.getSetCookie()).toHaveLength(1);
       expect(shared.headers.get('set-cookie')).toBeNull();
+    });
+  });
+  it("never adds one visitor's cookie to the next when a route returns the same bridge Response to everyone", async () => {
+    const app = new Hono();
+    app.use(session(createSessions({ store: memoryStore() })));
+    let shared: Response | undefined;
+    app.get('/', (c) => {
+      c.var.session.set('seen', true);
+      // Made once the bridge is installed: @hono/node-server's lightweight Response.
+      shared ??= new Response('the same for everyone', { headers: { 'x-kind': 'constant' } });
+      return shared;
+    });
+    await served(app, async (base) => {
+      const first = await fetch(`${base}/`);
+      const second = await fetch(`${base}/`);
+      for (const res of [first, second]) {
+        expect(await res.text()).toBe('the same for everyone');
+        expect(res.headers.get('x-kind')).toBe('constant');
+        expect(res.headers.getSetCookie()).toHaveLength(1);
+      }
+      expect(first.headers.getSetCookie()[0]).not.toBe(second.headers.getSetCookie()[0]);
+      expect(shared!.headers.get('set-cookie')).toBeNull();
+      expect(await shared!.text()).toBe('the same for everyone');
+    });
+  });
+
+  it("keeps a bridge response's status, headers and bytes body, and merges Vary and Cache-Control", async () => {
+    const app = new Hono();
+    app.use(session(createSessions({ store: memoryStore() })));
+    app.get('/text', (c) => {
+      c.var.session.set('n', 1);
+      c.header('vary', 'Accept');
+      c.header('cache-control', 'public, max-age=60');
+      return c.text('made', 201, { 'x-app': 'yes' });
+    });
+    app.get('/bytes', (c) => {
+      c.var.session.set('n', 2);
+      return c.body(new TextEncoder().encode('raw bytes'), 202);
+    });
+    await served(app, async (base) => {
+      const text = await fetch(`${base}/text`);
+      expect(text.status).toBe(201);
+      expect(await text.text()).toBe('made');
+      expect(text.headers.get('x-app')).toBe('yes');
+      expect(text.headers.get('vary')).toBe('Accept, Cookie');
+      expect(text.headers.get('cache-control')).not.toMatch(/public/);
+      expect(text.headers.getSetCookie()).toHaveLength(1);
+      const bytes = await fetch(`${base}/bytes`);
+      expect(bytes.status).toBe(202);
+      expect(await bytes.text()).toBe('raw bytes');
+      expect(bytes.headers.getSetCookie()).toHaveLength(1);
+    });
+  });
+
+  it("copies a bridge Response without making it a real one (the bridge's fast path is kept)", async () => {
+    await served(new Hono(), async () => {
+      const isLightweight = (r: Response) =>
+        Object.getOwnPropertySymbols(r).some((s) => s.description === 'cache');
+      const original = new Response('body', { status: 201, headers: { 'x-app': 'yes' } });
+      expect(isLightweight(original)).toBe(true);
+      const copy = withCommitHeaders(original, [['set-cookie', 'sessionid=abc; Path=/']]);
+      expect(isLightweight(original)).toBe(true);
+      expect(isLightweight(copy)).toBe(true);
+      expect(copy.status).toBe(201);
+      expect(copy.headers.get('x-app')).toBe('yes');
+      expect(copy.headers.getSetCookie()).toEqual(['sessionid=abc; Path=/']);
+      expect(original.headers.get('set-cookie')).toBeNull();
+      expect(await copy.text()).toBe('body');
+      expect(await original.text()).toBe('body');
+    });
+  });
+
+  it('still answers a streamed body whole, through the standard copy', async () => {
+    const app = new Hono();
+    app.use(session(createSessions({ store: memoryStore() })));
+    app.get('/', (c) => {
+      c.var.session.set('n', 1);
+      const chunks = ['one ', 'two ', 'three'];
+      return c.body(
+        new ReadableStream({
+          pull(controller) {
+            const next = chunks.shift();
+            if (next === undefined) controller.close();
+            else controller.enqueue(new TextEncoder().encode(next));
+          },
+        }),
+      );
+    });
+    await served(app, async (base) => {
+      const res = await fetch(`${base}/`);
+      expect(await res.text()).toBe('one two three');
+      expect(res.headers.getSetCookie()).toHaveLength(1);
     });
   });
 });
