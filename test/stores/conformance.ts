@@ -119,6 +119,10 @@ export function describeStore(
       const next = newRecord({ version: 5, data: 'after', owner: 'user-7' });
       expect(await store.update(key, next, 4)).toBe('ok');
       expect(await store.get(key)).toStrictEqual(next);
+      // The same owner, another creation time: every field is still replaced.
+      const later = newRecord({ version: 6, data: 'again', owner: 'user-7', createdAt: 1 });
+      expect(await store.update(key, later, 5)).toBe('ok');
+      expect(await store.get(key)).toStrictEqual(later);
     });
 
     it('reports a conflict for a stale version and leaves the record unchanged', async () => {
