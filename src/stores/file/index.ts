@@ -20,6 +20,7 @@ import { decode, encode, KEY, PREFIX, parseLock } from './format.js';
 import {
   eachFile,
   eachLimited,
+  folderSyncs,
   ignoreNotFound,
   readText,
   resolveFolder,
@@ -58,7 +59,9 @@ export interface FileStoreOptions {
   /**
    * How long the short lock taken around each compare-and-set lives. A lock
    * file older than this is taken to belong to a crashed process and is
-   * broken, so it must comfortably exceed the time one write takes.
+   * broken, so it must comfortably exceed the time one write takes. (A
+   * lock file shows an expiry at least 0.8 × this ahead when taken: a
+   * process reuses its lock text while that holds, see `./locks.ts`.)
    * @default 10_000
    */
   lockTtlMs?: number;
@@ -110,9 +113,13 @@ interface Context extends ClearContext {
 
 /**
  * Keeps each session in its own file, as Django's `SESSION_ENGINE = 'file'`.
- * Writes are atomic (temp file, fsync, rename) and every compare-and-set runs
- * under a per-key lock that holds across processes, so several processes may
- * share the folder on one machine. Each file starts with a one-line header
+ * Writes are atomic and durable (temp file written with O_DSYNC, rename,
+ * then a folder fsync that concurrent writes share: see `writeAtomic` and
+ * `folderSyncs` in `./fs.ts`) and every compare-and-set runs under a per-key
+ * lock that holds across processes, so several processes may share the
+ * folder on one machine. A lock file is a hard link to a token file of the
+ * process holding it (`<prefix>lock-token.<hex>.tmp`, removed once the
+ * process holds no lock; see `./locks.ts`). Each file starts with a one-line header
  * (`satchel1 <expiresAt> <version> <createdAt>`) so `clearExpired` reads only
  * a few bytes per file.
  *
@@ -163,8 +170,9 @@ export function fileStore(options?: FileStoreOptions): SessionStore {
   const guard = openGuard('file');
   const pending = new Set<Promise<unknown>>();
   const base = (key: string) => join(dir, `${prefix}${key}`);
-  const write = (target: string, content: string, syncFolder?: boolean) =>
-    writeAtomic(dir, target, content, syncFolder);
+  const syncFolder = folderSyncs(dir);
+  const write = (target: string, content: string, sync = true) =>
+    writeAtomic(target, content, sync ? syncFolder : undefined);
   const readRecord = async (key: string) => {
     const text = await readText(base(key), trust);
     return text === undefined ? undefined : decode(text);
@@ -228,7 +236,7 @@ export function fileStore(options?: FileStoreOptions): SessionStore {
     async close() {
       if (!guard.close()) return;
       await Promise.allSettled([...pending]);
-      await locks.idle();
+      await locks.close();
     },
   };
 }
