@@ -154,7 +154,9 @@ export async function writeAtomic(
     const data = Buffer.from(content, 'utf8');
     let written = 0;
     while (written < data.length) {
-      written += await fsWrite(fd, data, written, data.length - written, written);
+      const bytes = await fsWrite(fd, data, written, data.length - written, written);
+      if (bytes === 0) throw new Error(`no progress writing ${temp}`);
+      written += bytes;
     }
     if (constants.O_DSYNC === undefined) await fsDatasync(fd);
   } catch (err) {

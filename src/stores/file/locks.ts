@@ -54,7 +54,10 @@ export function fileLocks(
     const moved = await readSafe(aside, trust);
     if (moved.state === 'ok' && (found.state !== 'ok' || moved.text !== found.text)) {
       await link(aside, path).catch((err: unknown) => {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        // EEXIST: taken again meanwhile. ENOENT: clearExpired removed the
+        // name aside (a minute-old .tmp): nothing is left to put back.
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'EEXIST' && code !== 'ENOENT') throw err;
       });
     }
     await unlink(aside).catch(ignoreNotFound);
@@ -85,7 +88,17 @@ export function fileLocks(
         // cost the link alone. Nobody breaks a lock before the expiry it
         // shows, so one taken with REUSE_WHILE of its lifetime ahead keeps
         // at least that long, and release (below) goes by that expiry.
-        if (held === undefined || held.expiresAt - now < lockTtlMs * REUSE_WHILE) {
+        // Never an expiry beyond a lock's lifetime either: after the clock
+        // steps back, text written before the step would show one far off.
+        const left = held === undefined ? 0 : held.expiresAt - now;
+        if (held === undefined || left < lockTtlMs * REUSE_WHILE || left > lockTtlMs) {
+          if (held !== undefined && !(await soleName(file))) {
+            // A breaker that had moved one of its locks aside linked it back
+            // (two stale-lock breakers racing): rewritten, that lock would
+            // show a fresh expiry for ever. Left as it is, it expires.
+            await tokens.retire(file);
+            continue;
+          }
           held = { token: file.nextToken(), expiresAt: now + lockTtlMs };
           await file.write(held);
         }
@@ -175,9 +188,8 @@ export function fileLocks(
       if (isNotFound(err)) return;
       throw err;
     }
-    // Only ever reused when released well before its expiry, from where it
-    // was linked: then no breaker ever took it for stale, so no other name
-    // links to it (see breakIfStale) and rewriting it changes no lock.
+    // Pooled for reuse: released well before its expiry. It is rewritten
+    // only after a check that no other name links to it (see tryLink).
     if (held.file !== undefined) await tokens.give(held.file);
   };
 
@@ -329,6 +341,12 @@ function tokenFiles(stem: string) {
   };
 }
 
+/** True when no name but its own links to the token file. */
+async function soleName(file: TokenFile): Promise<boolean> {
+  const stats = await fsFstat(file.fd).catch(() => undefined);
+  return stats?.nlink === 1;
+}
+
 /** Closes a token file and removes its name; it is never written again. */
 async function retireNow(file: TokenFile): Promise<void> {
   await fsClose(file.fd).catch(() => {});
@@ -337,3 +355,4 @@ async function retireNow(file: TokenFile): Promise<void> {
 
 const fsOpen = promisify(fsCallbacks.open);
 const fsClose = promisify(fsCallbacks.close);
+const fsFstat = promisify(fsCallbacks.fstat);
