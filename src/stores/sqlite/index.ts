@@ -265,8 +265,9 @@ export function sqliteStore(options?: SqliteStoreOptions): SqliteStore {
       // A conflict and a missing row look the same to the UPDATE (no change);
       // one transaction tells them apart consistently. Most saves keep the
       // owner and creation time: `updateData` leaves those columns (and so
-      // the owner index) alone, about a quarter less work per save; only when
-      // it changes nothing does the full UPDATE run.
+      // the owner index) alone: 17 % fewer instructions for a load and save
+      // (bench/RESULTS.md run 6). Only when it changes nothing does the full
+      // UPDATE run.
       return run('update', () =>
         db.transaction(() => {
           if (Number(statements.updateData.run(write).changes) === 1) return 'ok';
