@@ -4,7 +4,7 @@
  * lockTtlMs. (node:fs/promises is wrapped so a test can pause a rename or a
  * link half-way, as a slow process would.)
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import type { Trust } from '../../src/stores/file/fs.js';
 
 type Hook = (from: string, to: string) => Promise<void>;
-const hooks: { beforeRename?: Hook; beforeLink?: Hook } = {};
+const hooks: { beforeRename?: Hook; beforeLink?: Hook; refuseTokenLinks?: boolean } = {};
 vi.mock('node:fs/promises', async (original) => {
   const real = (await original()) as typeof import('node:fs/promises');
   return {
@@ -23,12 +23,17 @@ vi.mock('node:fs/promises', async (original) => {
       return real.rename(from, to);
     },
     link: async (from: string, to: string) => {
+      if (hooks.refuseTokenLinks && from.includes('lock-token')) {
+        throw Object.assign(new Error('operation not permitted'), { code: 'EPERM' });
+      }
       await hooks.beforeLink?.(from, to);
       return real.link(from, to);
     },
   };
 });
 const { fileLocks } = await import('../../src/stores/file/locks.js');
+const { fileStore } = await import('../../src/stores/file.js');
+const { newKey, newRecord } = await import('./conformance.js');
 
 const root = mkdtempSync(join(tmpdir(), 'store-test-file-locks-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -154,5 +159,30 @@ describe('file store locks, racing and after clock steps', () => {
       await busy;
       await d.close();
     }
+  });
+
+  it('falls back to O_EXCL lock files where hard links are refused, still letting one caller of two stores win each compare-and-set', async () => {
+    hooks.refuseTokenLinks = true;
+    const dir = mkdtempSync(join(root, 'nolinks-'));
+    const [one, two] = [fileStore({ dir }), fileStore({ dir })];
+    try {
+      const key = newKey();
+      await one.create(key, newRecord({ version: 1 }));
+      for (let version = 1; version <= 5; version++) {
+        const results = await Promise.all(
+          Array.from({ length: 8 }, (_, i) =>
+            (i % 2 === 0 ? one : two).update(key, newRecord({ version: version + 1 }), version),
+          ),
+        );
+        expect(results.filter((r) => r === 'ok')).toHaveLength(1);
+        expect(results.filter((r) => r === 'conflict')).toHaveLength(7);
+      }
+      expect((await two.get(key))?.version).toBe(6);
+    } finally {
+      await one.close();
+      await two.close();
+      hooks.refuseTokenLinks = false;
+    }
+    expect(readdirSync(dir).filter((name) => /\.(tmp|lock)$/.test(name))).toEqual([]);
   });
 });
