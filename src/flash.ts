@@ -71,7 +71,10 @@ export class Flash {
     if (remove.length === 0 && !this.pending) return undefined;
     const op: Op = { t: 'flash', remove, add: this.#out ?? {} };
     // Values read here stay readable for the rest of the request, even after save().
-    if (remove.length > 0) this.#consumed = new Set([...(this.#consumed ?? []), ...remove]);
+    if (remove.length > 0) {
+      if (this.#consumed === undefined) this.#consumed = new Set();
+      for (const key of remove) this.#consumed.add(key);
+    }
     this.#out = undefined;
     return op;
   }

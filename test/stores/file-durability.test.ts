@@ -1,32 +1,15 @@
-import {
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  unlinkSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { SessionStore } from '../../src/store.js';
 import { fileStore } from '../../src/stores/file.js';
 import { folderSyncs, syncDir, type Trust, writeAtomic } from '../../src/stores/file/fs.js';
 import { fileLocks } from '../../src/stores/file/locks.js';
+import { tempFolders } from '../support/folders.js';
 import { newKey, newRecord } from './conformance.js';
 
-const root = mkdtempSync(join(tmpdir(), 'store-test-file-durability-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-let folders = 0;
-function folder(): string {
-  const dir = join(root, `case-${++folders}`);
-  mkdirSync(dir);
-  return dir;
-}
+const { folder } = tempFolders('store-test-file-durability-');
 
 const trust: Trust = { uid: process.getuid?.(), maxBytes: 1 << 20, refuse() {} };
 

@@ -4,12 +4,12 @@
  * lockTtlMs. (node:fs/promises is wrapped so a test can pause a rename or a
  * link half-way, as a slow process would.)
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Trust } from '../../src/stores/file/fs.js';
+import { tempFolders } from '../support/folders.js';
 
 type Hook = (from: string, to: string) => Promise<void>;
 const hooks: { beforeRename?: Hook; beforeLink?: Hook; refuseTokenLinks?: boolean } = {};
@@ -35,8 +35,7 @@ const { fileLocks } = await import('../../src/stores/file/locks.js');
 const { fileStore } = await import('../../src/stores/file.js');
 const { newKey, newRecord } = await import('./conformance.js');
 
-const root = mkdtempSync(join(tmpdir(), 'store-test-file-locks-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+const { folder } = tempFolders('store-test-file-locks-');
 const trust: Trust = { uid: process.getuid?.(), maxBytes: 1 << 20, refuse() {} };
 
 function gate() {
@@ -59,7 +58,7 @@ function shownExpiry(path: string): number | undefined {
 describe('file store locks, racing and after clock steps', () => {
   it('lets a lock put back by a slow stale-lock breaker expire, never renewing it under its name', async () => {
     const ttl = 400;
-    const dir = mkdtempSync(join(root, 'ghost-'));
+    const dir = folder();
     const locks = () => fileLocks((k: string) => join(dir, `satchel-${k}`), ttl, trust);
     const [a, breaker, c, d] = [locks(), locks(), locks(), locks()];
     const lockPath = join(dir, 'satchel-K.lock');
@@ -133,7 +132,7 @@ describe('file store locks, racing and after clock steps', () => {
 
   it('never shows an expiry beyond lockTtlMs after the clock steps back, so a dead holder blocks a key for at most that', async () => {
     const ttl = 1_000;
-    const dir = mkdtempSync(join(root, 'clock-'));
+    const dir = folder();
     const locks = () => fileLocks((k: string) => join(dir, `satchel-${k}`), ttl, trust);
     const [a, d] = [locks(), locks()];
     let endBusy!: () => void;
@@ -163,7 +162,7 @@ describe('file store locks, racing and after clock steps', () => {
 
   it('falls back to O_EXCL lock files where hard links are refused, still letting one caller of two stores win each compare-and-set', async () => {
     hooks.refuseTokenLinks = true;
-    const dir = mkdtempSync(join(root, 'nolinks-'));
+    const dir = folder();
     const [one, two] = [fileStore({ dir }), fileStore({ dir })];
     try {
       const key = newKey();

@@ -5,33 +5,22 @@ import {
   existsSync,
   lstatSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
-  rmSync,
   statSync,
   symlinkSync,
 } from 'node:fs';
 import { readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { SessionStore } from '../../src/store.js';
 import { fileStore } from '../../src/stores/file.js';
+import { tempFolders } from '../support/folders.js';
 import { describeStore, newKey, newRecord } from './conformance.js';
 
-const root = mkdtempSync(join(tmpdir(), 'store-test-file-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-let folders = 0;
-/** A fresh, empty folder under the test root. */
-function folder(): string {
-  const dir = join(root, `case-${++folders}`);
-  mkdirSync(dir);
-  return dir;
-}
+const { root, folder } = tempFolders('store-test-file-');
 
 /** Every path under `dir`, relative to it, with file contents, sorted. */
 function snapshot(dir: string): string[] {

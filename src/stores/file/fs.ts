@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import fsCallbacks, { constants, lstatSync, mkdirSync, statSync } from 'node:fs';
+import { constants, lstatSync, mkdirSync, statSync } from 'node:fs';
 import { lstat, opendir, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
 import { ConfigError } from '../../errors.js';
+import { fdClose, fdDatasync, fdOpen, fdRead, fdStat, fdSync, fdWrite } from './fd.js';
 import { headerOf, type Header, HEADER_BYTES } from './format.js';
 
 /**
@@ -29,40 +29,6 @@ export type FileRead =
   | { state: 'absent' }
   | { state: 'refused' };
 
-// The callback API with plain descriptors throughout: a FileHandle per
-// read or write costs more main-thread time than the call it wraps.
-const fsOpen = promisify(fsCallbacks.open);
-const fsClose = promisify(fsCallbacks.close);
-const fsFstat = promisify(fsCallbacks.fstat);
-const fsFsync = promisify(fsCallbacks.fsync);
-const fsDatasync = promisify(fsCallbacks.fdatasync);
-/** fs.read, resolving to the number of bytes read. */
-const fsRead = (
-  fd: number,
-  buffer: Buffer,
-  offset: number,
-  length: number,
-  position: number,
-): Promise<number> =>
-  new Promise((resolve, reject) => {
-    fsCallbacks.read(fd, buffer, offset, length, position, (err, bytes) =>
-      err === null ? resolve(bytes) : reject(err),
-    );
-  });
-/** fs.write, resolving to the number of bytes written. */
-const fsWrite = (
-  fd: number,
-  data: Buffer,
-  offset: number,
-  length: number,
-  position: number,
-): Promise<number> =>
-  new Promise((resolve, reject) => {
-    fsCallbacks.write(fd, data, offset, length, position, (err, bytes) =>
-      err === null ? resolve(bytes) : reject(err),
-    );
-  });
-
 const ABSENT: FileRead = { state: 'absent' };
 const REFUSED: FileRead = { state: 'refused' };
 
@@ -77,7 +43,7 @@ const READ_FLAGS = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants
 export async function readSafe(path: string, trust: Trust, limit?: number): Promise<FileRead> {
   let fd: number;
   try {
-    fd = await fsOpen(path, READ_FLAGS);
+    fd = await fdOpen(path, READ_FLAGS);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return ABSENT;
@@ -89,7 +55,7 @@ export async function readSafe(path: string, trust: Trust, limit?: number): Prom
     throw err;
   }
   try {
-    const stats = await fsFstat(fd);
+    const stats = await fdStat(fd);
     const reason = !stats.isFile()
       ? 'it is not a regular file'
       : trust.uid !== undefined && stats.uid !== trust.uid
@@ -104,14 +70,14 @@ export async function readSafe(path: string, trust: Trust, limit?: number): Prom
     const buffer = Buffer.allocUnsafe(Math.min(limit ?? stats.size, stats.size));
     let filled = 0;
     while (filled < buffer.length) {
-      const bytesRead = await fsRead(fd, buffer, filled, buffer.length - filled, filled);
+      const bytesRead = await fdRead(fd, buffer, filled, buffer.length - filled, filled);
       if (bytesRead === 0) break;
       filled += bytesRead;
     }
     const text = buffer.toString(limit === undefined ? 'utf8' : 'latin1', 0, filled);
     return { state: 'ok', text, mtimeMs: stats.mtimeMs };
   } finally {
-    await fsClose(fd);
+    await fdClose(fd);
   }
 }
 
@@ -149,23 +115,23 @@ export async function writeAtomic(
 ): Promise<void> {
   const temp = `${target}.${tempSuffix()}.tmp`;
   // O_CREAT | O_EXCL ('wx'): it never follows or reuses anything planted.
-  const fd = await fsOpen(temp, WRITE_FLAGS, 0o600);
+  const fd = await fdOpen(temp, WRITE_FLAGS, 0o600);
   try {
     const data = Buffer.from(content, 'utf8');
     let written = 0;
     while (written < data.length) {
-      const bytes = await fsWrite(fd, data, written, data.length - written, written);
+      const bytes = await fdWrite(fd, data, written, data.length - written, written);
       if (bytes === 0) throw new Error(`no progress writing ${temp}`);
       written += bytes;
     }
-    if (constants.O_DSYNC === undefined) await fsDatasync(fd);
+    if (constants.O_DSYNC === undefined) await fdDatasync(fd);
   } catch (err) {
-    await fsClose(fd).catch(() => {});
+    await fdClose(fd).catch(() => {});
     await unlink(temp).catch(() => {});
     throw err;
   }
   try {
-    await fsClose(fd);
+    await fdClose(fd);
     await rename(temp, target);
   } catch (err) {
     await unlink(temp).catch(() => {});
@@ -233,11 +199,11 @@ export function folderSyncs(
 /** Makes the renames done so far in `dir` durable. Best effort: some platforms cannot open or sync a folder. */
 export async function syncDir(dir: string): Promise<void> {
   try {
-    const fd = await fsOpen(dir, constants.O_RDONLY);
+    const fd = await fdOpen(dir, constants.O_RDONLY);
     try {
-      await fsFsync(fd);
+      await fdSync(fd);
     } finally {
-      await fsClose(fd);
+      await fdClose(fd);
     }
   } catch {
     // Not durable on this platform; the rename itself is still atomic.

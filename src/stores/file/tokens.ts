@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import fsCallbacks from 'node:fs';
 import { unlink } from 'node:fs/promises';
-import { promisify } from 'node:util';
+import { fdClose, fdOpen, fdStat, fdWrite } from './fd.js';
 import type { LockContent } from './format.js';
 
 /** A token file: a regular file of this process's, open, that a lock file is a hard link to. */
@@ -44,7 +43,7 @@ export function tokenFiles(stem: string) {
       let fd: number;
       try {
         // O_EXCL: never a file someone planted.
-        fd = await fsOpen(path, 'wx', 0o600);
+        fd = await fdOpen(path, 'wx', 0o600);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
         throw err;
@@ -58,25 +57,16 @@ export function tokenFiles(stem: string) {
           count = (count + 1) % Number.MAX_SAFE_INTEGER;
           return `${processToken}${count.toString(36)}`;
         },
-        write: (held) =>
-          new Promise((resolve, reject) => {
-            buffer.fill(0x20);
-            const text = JSON.stringify(held);
-            if (buffer.write(text, 'utf8') !== text.length) {
-              reject(new Error('lock token too long'));
-              return;
-            }
-            // Unknown until the write succeeds: a failed one retires the file.
-            file.content = undefined;
-            fsCallbacks.write(fd, buffer, 0, buffer.length, 0, (err, written) => {
-              if (err !== null) reject(err);
-              else if (written !== buffer.length) reject(new Error('short write of a lock token'));
-              else {
-                file.content = held;
-                resolve();
-              }
-            });
-          }),
+        async write(held) {
+          buffer.fill(0x20);
+          const text = JSON.stringify(held);
+          if (buffer.write(text, 'utf8') !== text.length) throw new Error('lock token too long');
+          // Unknown until the write succeeds: a failed one retires the file.
+          file.content = undefined;
+          const written = await fdWrite(fd, buffer, 0, buffer.length, 0);
+          if (written !== buffer.length) throw new Error('short write of a lock token');
+          file.content = held;
+        },
       };
       return file;
     }
@@ -124,16 +114,12 @@ export function tokenFiles(stem: string) {
 
 /** True when no name but its own links to the token file. */
 export async function soleName(file: TokenFile): Promise<boolean> {
-  const stats = await fsFstat(file.fd).catch(() => undefined);
+  const stats = await fdStat(file.fd).catch(() => undefined);
   return stats?.nlink === 1;
 }
 
 /** Closes a token file and removes its name; it is never written again. */
 async function retireNow(file: TokenFile): Promise<void> {
-  await fsClose(file.fd).catch(() => {});
+  await fdClose(file.fd).catch(() => {});
   await unlink(file.path).catch(() => {});
 }
-
-const fsOpen = promisify(fsCallbacks.open);
-const fsClose = promisify(fsCallbacks.close);
-const fsFstat = promisify(fsCallbacks.fstat);
