@@ -14,8 +14,9 @@
  *        [--mode=cart|read] [--requests=1000,3000] [--dist=<other build>/dist/]
  *
  * Needs valgrind (Debian: apt-get install valgrind). About a minute for the
- * defaults. A Hono server's totals wander by a few per cent: use a wider
- * gap (--requests=1000,9000) there.
+ * defaults. The JIT is still warming up over the first thousands of
+ * requests: to compare servers (not two builds of one), use
+ * --requests=3000,9000 as bench/RESULTS.md run 7 does.
  */
 import { spawn } from 'node:child_process';
 import http from 'node:http';
@@ -47,6 +48,14 @@ async function instructions(count, port) {
       '--callgrind-out-file=/dev/null',
       process.execPath,
       '--single-threaded',
+      // V8 sizes the young generation and runs its memory reducer by
+      // allocation rate per millisecond, so under valgrind (and more so on
+      // a busy machine) the number of collections varied with wall time:
+      // repeats differed by up to 15 %. A fixed young generation and no
+      // reducer bring repeats within 0.2 %.
+      '--min-semi-space-size=32',
+      '--max-semi-space-size=32',
+      '--no-memory-reducer',
       server,
     ],
     { env: { ...env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] },

@@ -52,6 +52,15 @@ export function applyCommitHeaders(headers: CommitResult['headers'], target: Hea
   }
 }
 
+/** A Web `Headers` object as a commit's header target. */
+export function webHeaderTarget(target: Headers): HeaderTarget {
+  return {
+    get: (name) => target.get(name) ?? undefined,
+    set: (name, value) => target.set(name, value),
+    append: (name, value) => target.append(name, value),
+  };
+}
+
 /** What a node:http (or HTTP/2 compatibility) response offers for headers, without importing node:http. */
 export interface NodeHeaders {
   getHeader(name: string): number | string | string[] | undefined;

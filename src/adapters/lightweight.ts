@@ -1,3 +1,6 @@
+import type { CommitResult } from '../manager.js';
+import { applyCommitHeaders, type HeaderTarget, webHeaderTarget } from './headers.js';
+
 /**
  * @hono/node-server (by default) replaces the global `Response` with a
  * lightweight one that keeps `[status, body, headers]` under a symbol until
@@ -7,20 +10,46 @@
  * more CPU a request, bench/RESULTS.md run 6).
  *
  * A lightweight response whose body is a string, bytes or nothing is copied
- * with that same body instead, constructed with the original as its init: the
- * bridge then takes the status, statusText and a copy of the headers from it,
- * and the copy stays lightweight. The body is shared, never consumed, so a
- * constant Response a route returns to every visitor stays whole.
+ * with that same body, and the copy stays lightweight. The body is shared,
+ * never consumed, so a constant Response a route returns to every visitor
+ * stays whole. Its headers, when they are a plain object of strings (what
+ * Hono's `c.text()`, `c.html()`, `c.json()` and `c.body()` with one header
+ * give), are copied into a new plain object with the commit's headers
+ * merged in: the bridge writes such an object to node:http as it is, where
+ * a `Headers` object costs two copies, undici's checks on every field and
+ * a sort (130k instructions a request, about a third of a Hono cart request,
+ * bench/RESULTS.md run 7). Other headers get a copy constructed with the
+ * original as init, whose `Headers` the bridge copies.
  *
  * Anything else gets undefined (the caller makes the standard copy): another
  * Response class, a response already made real, a stream or Blob body, or a
  * future bridge that keeps other internals (the shape is checked, not assumed).
  */
-export function lightweightCopy(response: Response): Response | undefined {
+export function lightweightCopy(
+  response: Response,
+  headers: CommitResult['headers'],
+): Response | undefined {
   if (response.constructor !== globalThis.Response) return undefined;
-  const body = cached(response)?.[1];
+  const cache = cached(response);
+  if (cache === undefined) return undefined;
+  const [status, body, fields] = cache;
   if (body !== null && typeof body !== 'string' && !(body instanceof Uint8Array)) return undefined;
-  return new Response(body, response);
+  const plain = plainFields(fields, body, headers);
+  if (plain !== undefined) {
+    applyCommitHeaders(headers, plainTarget(plain));
+    const original: Response = response;
+    return new Response(body, {
+      status,
+      headers: plain,
+      // Read only if someone asks (it makes the original real): the bridge never sends it.
+      get statusText() {
+        return original.statusText;
+      },
+    });
+  }
+  const copy = new Response(body, response);
+  applyCommitHeaders(headers, webHeaderTarget(copy.headers));
+  return copy;
 }
 
 /** The bridge's `[status, body, headers]` of a response not yet made real; undefined for any other. */
@@ -33,4 +62,52 @@ function cached(response: Response): readonly [number, unknown, unknown] | undef
     }
   }
   return undefined;
+}
+
+/**
+ * A new plain object holding `fields` (lower-cased names), when they are
+ * none or a plain object of string values and the result will hold at most
+ * one Set-Cookie (a plain object keeps one value per name; the bridge reads
+ * it back into `Headers` joined, which Set-Cookie cannot be). Undefined
+ * otherwise, and for no fields with a body: the bridge then adds its own
+ * default Content-Type, which the copy made with the original as init keeps.
+ */
+function plainFields(
+  fields: unknown,
+  body: unknown,
+  headers: CommitResult['headers'],
+): Record<string, string> | undefined {
+  let cookies = 0;
+  for (const [name] of headers) if (name === 'set-cookie') cookies++;
+  const plain: Record<string, string> = {};
+  if (fields === undefined || fields === null) {
+    if (body !== null) return undefined;
+  } else {
+    if (typeof fields !== 'object') return undefined;
+    const proto: unknown = Object.getPrototypeOf(fields);
+    if (proto !== Object.prototype && proto !== null) return undefined;
+    for (const [name, value] of Object.entries(fields)) {
+      const lower = name.toLowerCase();
+      // __proto__ would set the object's prototype, not a field: the standard copy takes it.
+      if (typeof value !== 'string' || lower === '__proto__' || Object.hasOwn(plain, lower)) {
+        return undefined;
+      }
+      if (lower === 'set-cookie') cookies++;
+      plain[lower] = value;
+    }
+  }
+  return cookies > 1 ? undefined : plain;
+}
+
+/** A plain object of lower-cased names as a commit's header target (append only adds: at most one Set-Cookie). */
+function plainTarget(plain: Record<string, string>): HeaderTarget {
+  return {
+    get: (name) => plain[name],
+    set: (name, value) => {
+      plain[name] = value;
+    },
+    append: (name, value) => {
+      plain[name] = value;
+    },
+  };
 }

@@ -1,7 +1,7 @@
 import type { CommitResult, IncomingRequest, LoadOptions, Sessions } from '../manager.js';
 import type { Session, SessionData } from '../session.js';
 import { errorReply } from './errors.js';
-import { applyCommitHeaders, type HeaderTarget } from './headers.js';
+import { applyCommitHeaders, webHeaderTarget } from './headers.js';
 import { lightweightCopy } from './lightweight.js';
 
 /** A Web-standard `Request` as the manager sees it; `header` may read the headers from elsewhere. */
@@ -21,15 +21,6 @@ export function fromRequest(
   };
 }
 
-function apply(target: Headers, headers: CommitResult['headers']): void {
-  const adapter: HeaderTarget = {
-    get: (name) => target.get(name) ?? undefined,
-    set: (name, value) => target.set(name, value),
-    append: (name, value) => target.append(name, value),
-  };
-  applyCommitHeaders(headers, adapter);
-}
-
 /**
  * A copy of `response` carrying the commit's headers: each Set-Cookie
  * appended, Vary merged, the others replaced. A copy, as a response's headers
@@ -40,13 +31,15 @@ export function withCommitHeaders(response: Response, headers: CommitResult['hea
   if (headers.length === 0) return response;
   // A 101 (WebSocket upgrade) cannot be constructed, so it is amended in place.
   if (response.status < 200) {
-    apply(response.headers, headers);
+    applyCommitHeaders(headers, webHeaderTarget(response.headers));
     return response;
   }
   // Constructed with a Response as init, a Response copies its status,
   // statusText and headers; the copy's headers are its own and mutable.
-  const copy = lightweightCopy(response) ?? new Response(response.body, response);
-  apply(copy.headers, headers);
+  const light = lightweightCopy(response, headers);
+  if (light) return light;
+  const copy = new Response(response.body, response);
+  applyCommitHeaders(headers, webHeaderTarget(copy.headers));
   return copy;
 }
 

@@ -158,6 +158,67 @@ describe('Hono adapter, on @hono/node-server', () => {
     });
   });
 
+  it("merges the commit's headers into a bridge Response's plain headers, whatever their case, and keeps its statusText", async () => {
+    await served(new Hono(), async () => {
+      const cacheOf = (r: Response) => {
+        const symbol = Object.getOwnPropertySymbols(r).find((s) => s.description === 'cache')!;
+        return (r as unknown as Record<symbol, [number, unknown, unknown]>)[symbol]!;
+      };
+      const fields = { Vary: 'Accept', 'Cache-Control': 'public, max-age=60', 'X-App': 'yes' };
+      const original = new Response('body', { status: 201, statusText: 'Made', headers: fields });
+      const copy = withCommitHeaders(original, [
+        ['set-cookie', 'sessionid=abc; Path=/'],
+        ['vary', 'Cookie'],
+        ['cache-control', 'private'],
+      ]);
+      // Still the bridge's plain object, which it writes to node:http as it is.
+      expect(Object.getPrototypeOf(cacheOf(copy)[2])).toBe(Object.prototype);
+      expect(cacheOf(copy)[2]).toEqual({
+        vary: 'Accept, Cookie',
+        'cache-control': 'private, max-age=60',
+        'x-app': 'yes',
+        'set-cookie': 'sessionid=abc; Path=/',
+      });
+      expect(fields).toEqual({
+        Vary: 'Accept',
+        'Cache-Control': 'public, max-age=60',
+        'X-App': 'yes',
+      });
+      expect(copy.status).toBe(201);
+      expect(copy.statusText).toBe('Made');
+      expect(await copy.text()).toBe('body');
+      expect(original.headers.get('set-cookie')).toBeNull();
+    });
+  });
+
+  it('keeps every Set-Cookie, a default Content-Type and odd field names through the copy made with the original as init', async () => {
+    await served(new Hono(), async () => {
+      const ours: [string, string][] = [['set-cookie', 'sessionid=abc; Path=/']];
+      // A plain object holds one value per name: the app's cookie and ours need Headers.
+      const cookies = withCommitHeaders(
+        new Response('a', { headers: { 'Set-Cookie': 'theme=dark; Path=/' } }),
+        ours,
+      );
+      expect(cookies.headers.getSetCookie()).toEqual([
+        'theme=dark; Path=/',
+        'sessionid=abc; Path=/',
+      ]);
+      // No fields: the bridge's own default Content-Type is kept.
+      const bare = withCommitHeaders(new Response('b'), ours);
+      expect(bare.headers.get('content-type')).toMatch(/^text\/plain/);
+      expect(bare.headers.getSetCookie()).toEqual(['sessionid=abc; Path=/']);
+      // A field named __proto__ never becomes the copy's prototype: the copy says what the original says.
+      const odd = JSON.parse('{"__proto__": "x", "x-app": "yes"}') as Record<string, string>;
+      const original = new Response('c', { headers: odd });
+      const copy = withCommitHeaders(original, ours);
+      expect([...copy.headers].filter(([name]) => name !== 'set-cookie')).toEqual([
+        ...original.headers,
+      ]);
+      expect(copy.headers.get('x-app')).toBe('yes');
+      expect(await copy.text()).toBe('c');
+    });
+  });
+
   it('still answers a streamed body whole, through the standard copy', async () => {
     const app = new Hono();
     app.use(session(createSessions({ store: memoryStore() })));
