@@ -55,6 +55,18 @@ export function computeExpiresAt(
   return at;
 }
 
+/**
+ * The expiry a save of changed data writes: `next`, except that an idle
+ * expiry pushed forward by less than `touchMs` stays `current`, as a read
+ * does (see `touchInterval`). A save then writes the indexed expiry column
+ * at most once per interval (SQLite maintains an index whenever its column
+ * is assigned; PostgreSQL can update a row in place only when no indexed
+ * column changes), and the session still ends no later than computed.
+ */
+export function savedExpiry(current: number, next: number, touchMs: number): number {
+  return next >= current && next - current < touchMs ? current : next;
+}
+
 /** True when the expiry slides with activity (idle timeout), so a touch can extend it. */
 export function isSliding(setting: unknown): boolean {
   return !(isObject(setting) && 'at' in setting);

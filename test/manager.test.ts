@@ -260,6 +260,26 @@ describe('expiry', () => {
     await exchange(sessions, a.value, (s) => expect(s.get('a')).toBeUndefined());
   });
 
+  it('moves the stored expiry of a changed session at most once per touchInterval, and never past what the save computed', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    make({ idleTimeout: 600, touchInterval: 60 });
+    const update = vi.spyOn(store, 'update');
+    const saved = () => update.mock.lastCall![1].expiresAt;
+    const start = Date.now();
+    const a = await exchange(sessions, undefined, (s) => s.set('n', 0));
+    vi.advanceTimersByTime(30_000);
+    const early = await exchange(sessions, a.value, (s) => s.set('n', 1));
+    expect(saved()).toBe(start + 600_000);
+    // The cookie says what the record says.
+    expect(early.setCookie[0]).toMatch(/Max-Age=570;/);
+    vi.advanceTimersByTime(40_000);
+    await exchange(sessions, a.value, (s) => s.set('n', 2));
+    expect(saved()).toBe(start + 670_000);
+    // A shorter expiry is written at once, however soon.
+    await exchange(sessions, a.value, (s) => s.setExpiry(20));
+    expect(saved()).toBe(start + 90_000);
+  });
+
   it('expires a session at the absolute timeout however active it is', async () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     make({ idleTimeout: 600, absoluteTimeout: 1800 });

@@ -5,7 +5,7 @@ import type { DataCodec } from '../codec.js';
 import { type ConflictMessage, channels } from '../diagnostics.js';
 import { ConflictError, SatchelError, SessionInterruptedError } from '../errors.js';
 import type { Events } from '../events.js';
-import { computeExpiresAt, type ExpiryPolicy } from '../expiry.js';
+import { computeExpiresAt, type ExpiryPolicy, savedExpiry } from '../expiry.js';
 import type { SessionStore, StoredSession } from '../store.js';
 import type { StoreCall } from './call.js';
 import type { ParsedCache } from './parsed.js';
@@ -44,6 +44,8 @@ export interface CommitOptions {
   maxRetries: number;
   /** Milliseconds of retrying before ConflictError. */
   retryTimeout: number;
+  /** An idle expiry moves forward at most once per this many milliseconds. */
+  touchMs: number;
   /** What this process last read or wrote, parsed (a copy instead of a parse). */
   parsed: ParsedCache;
 }
@@ -126,7 +128,8 @@ export class CommitQueue {
 
   /** Writes the requests' changes as one compare-and-set, replaying them on newer data until it lands. */
   async #write(key: string, requests: CommitRequest[]): Promise<CommitOutcome> {
-    const { store, codec, policy, events, call, maxRetries, retryTimeout, parsed } = this.#o;
+    const { store, codec, policy, events, call, maxRetries, retryTimeout, touchMs, parsed } =
+      this.#o;
     const ops = requests.length === 1 ? requests[0]!.ops : requests.flatMap((r) => r.ops);
     let base = newestOf(this.#written.get(key), requests);
     let data =
@@ -149,7 +152,11 @@ export class CommitQueue {
         data: text,
         version: base.version + 1,
         createdAt: base.createdAt,
-        expiresAt: computeExpiresAt(policy, data.get(EXPIRY_KEY), base.createdAt, Date.now()),
+        expiresAt: savedExpiry(
+          base.expiresAt,
+          computeExpiresAt(policy, data.get(EXPIRY_KEY), base.createdAt, Date.now()),
+          touchMs,
+        ),
         ...ownerOf(data),
       };
       const result = await call('update', () => store.update(key, record, base.version));

@@ -123,6 +123,13 @@ export function describeStore(
       const later = newRecord({ version: 6, data: 'again', owner: 'user-7', createdAt: 1 });
       expect(await store.update(key, later, 5)).toBe('ok');
       expect(await store.get(key)).toStrictEqual(later);
+      // Only data and version change (the expiry kept), then the expiry moves.
+      const body = { ...later, version: 7, data: 'body only' };
+      expect(await store.update(key, body, 6)).toBe('ok');
+      expect(await store.get(key)).toStrictEqual(body);
+      const moved = { ...body, version: 8, expiresAt: body.expiresAt + 60_000 };
+      expect(await store.update(key, moved, 7)).toBe('ok');
+      expect(await store.get(key)).toStrictEqual(moved);
     });
 
     it('reports a conflict for a stale version and leaves the record unchanged', async () => {
