@@ -1,23 +1,41 @@
 /**
  * The file store's lock files against the races of stale-lock breaking and
- * against clock steps: a lock nobody holds must always expire within
- * lockTtlMs. (node:fs/promises is wrapped so a test can pause a rename or a
- * link half-way, as a slow process would.)
+ * against clock steps: never two holders of one key, and a lock nobody holds
+ * always expires within lockTtlMs. (node:fs/promises is wrapped so a test can
+ * pause an open, a rename, a link or an unlink half-way, as a slow process would.)
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  linkSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Trust } from '../../src/stores/file/fs.js';
+import type { FileLocks } from '../../src/stores/file/locks.js';
 import { tempFolders } from '../support/folders.js';
 
 type Hook = (from: string, to: string) => Promise<void>;
-const hooks: { beforeRename?: Hook; beforeLink?: Hook; refuseTokenLinks?: boolean } = {};
+const hooks: {
+  beforeOpen?: (path: string) => Promise<void>;
+  beforeRename?: Hook;
+  beforeLink?: Hook;
+  beforeUnlink?: (path: string) => Promise<void>;
+  refuseTokenLinks?: boolean;
+} = {};
 vi.mock('node:fs/promises', async (original) => {
   const real = (await original()) as typeof import('node:fs/promises');
   return {
     ...real,
     default: real,
+    open: async (path: string, ...rest: unknown[]) => {
+      await hooks.beforeOpen?.(path);
+      return (real.open as (...args: unknown[]) => Promise<unknown>)(path, ...rest);
+    },
     rename: async (from: string, to: string) => {
       await hooks.beforeRename?.(from, to);
       return real.rename(from, to);
@@ -29,6 +47,10 @@ vi.mock('node:fs/promises', async (original) => {
       await hooks.beforeLink?.(from, to);
       return real.link(from, to);
     },
+    unlink: async (path: string) => {
+      await hooks.beforeUnlink?.(path);
+      return real.unlink(path);
+    },
   };
 });
 const { fileLocks } = await import('../../src/stores/file/locks.js');
@@ -38,12 +60,25 @@ const { newKey, newRecord } = await import('./conformance.js');
 const { folder } = tempFolders('store-test-file-locks-');
 const trust: Trust = { uid: process.getuid?.(), maxBytes: 1 << 20, refuse() {} };
 
+afterEach(() => {
+  hooks.beforeOpen = undefined;
+  hooks.beforeRename = undefined;
+  hooks.beforeLink = undefined;
+  hooks.beforeUnlink = undefined;
+  hooks.refuseTokenLinks = false;
+});
+
 function gate() {
   let open!: () => void;
   const opened = new Promise<void>((resolve) => {
     open = resolve;
   });
   return { opened, open };
+}
+
+/** True once `promise` settles within `ms`; false after `ms` (the step did not happen). */
+function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  return Promise.race([promise.then(() => true), sleep(ms).then(() => false)]);
 }
 
 /** The expiry a lock file shows, in ms from now; undefined when there is none. */
@@ -55,60 +90,230 @@ function shownExpiry(path: string): number | undefined {
   }
 }
 
+/**
+ * Critical sections that count how many run at once and each add one to a
+ * counter file by read-modify-write, as a compare-and-set would: two at once
+ * lose an update. Each waits for `hold` before its read.
+ */
+function criticalSections(dir: string) {
+  const counter = join(dir, 'counter');
+  writeFileSync(counter, '0');
+  const hold = gate();
+  let inside = 0;
+  let most = 0;
+  const section = (entered: () => void) => async () => {
+    inside++;
+    most = Math.max(most, inside);
+    entered();
+    await hold.opened;
+    const value = Number(readFileSync(counter, 'utf8'));
+    await sleep(5);
+    writeFileSync(counter, String(value + 1));
+    inside--;
+  };
+  return { section, hold, most: () => most, count: () => Number(readFileSync(counter, 'utf8')) };
+}
+
+/** Pauses the first call on `path` until `go` opens; `reached` opens when it is paused. */
+function pauseFirst(path: string) {
+  const [reached, go] = [gate(), gate()];
+  let armed = true;
+  const hook = async (from: string) => {
+    if (from !== path || !armed) return;
+    armed = false;
+    reached.open();
+    await go.opened;
+  };
+  return { hook, reached, go, disarm: () => (armed = false) };
+}
+
+/** Makes lock tables on keys' files in `dir`, each as another process's would be. */
+function lockTables(dir: string, ttl: number): () => FileLocks {
+  return () => fileLocks((k: string) => join(dir, `satchel-${k}`), ttl, trust);
+}
+
+/**
+ * A fresh folder with the expired lock on K a crashed process left behind,
+ * critical sections counting in it, and `locks()` to make lock tables on it.
+ */
+function crashedHolderFolder(ttl: number) {
+  const dir = folder();
+  const lockPath = join(dir, 'satchel-K.lock');
+  writeFileSync(lockPath, JSON.stringify({ token: 'dead', expiresAt: Date.now() - 1 }), {
+    mode: 0o600,
+  });
+  return { dir, lockPath, locks: lockTables(dir, ttl), cs: criticalSections(dir) };
+}
+
+/**
+ * All `count` critical sections ran, one at a time, and once `tables` are
+ * closed nothing is left in `dir` but the counter.
+ */
+async function expectOneAtATimeLeavingNothing(
+  dir: string,
+  cs: ReturnType<typeof criticalSections>,
+  count: number,
+  tables: FileLocks[],
+): Promise<void> {
+  expect(cs.most()).toBe(1);
+  expect(cs.count()).toBe(count);
+  for (const l of tables) await l.close();
+  expect(readdirSync(dir)).toEqual(['counter']);
+}
+
 describe('file store locks, racing and after clock steps', () => {
+  it('never lets two callers hold one key when three race to break a stale lock', async () => {
+    const { dir, lockPath, locks, cs } = crashedHolderFolder(2_000);
+    const [one, two, three] = [locks(), locks(), locks()];
+    // The first breaker has read the stale lock and pauses at its decisive
+    // step on it: moving it aside (as breakers once did) or removing it.
+    const decisive = pauseFirst(lockPath);
+    hooks.beforeRename = decisive.hook;
+    hooks.beforeUnlink = decisive.hook;
+    // ... and, had it moved a fresh lock aside, again before putting it back.
+    const putBack = pauseFirst(lockPath);
+    hooks.beforeLink = (from, to) =>
+      from.includes('lock-token') ? Promise.resolve() : putBack.hook(to);
+    const [in1, in2, in3] = [gate(), gate(), gate()];
+    const first = one.withKey('K', cs.section(in1.open));
+    await decisive.reached.opened;
+    // The second breaker finds the same stale lock: it may break it and take K ...
+    const second = two.withKey('K', cs.section(in2.open));
+    await within(in2.opened, 200);
+    // ... before the first, resumed, acts on what it read.
+    decisive.go.open();
+    await within(putBack.reached.opened, 200);
+    // A third caller comes while the first is between its steps.
+    const third = three.withKey('K', cs.section(in3.open));
+    await within(in3.opened, 200);
+    putBack.disarm();
+    putBack.go.open();
+    cs.hold.open();
+    await Promise.all([first, second, third]);
+    await expectOneAtATimeLeavingNothing(dir, cs, 3, [one, two, three]);
+  });
+
+  it('never lets a breaker that read a stale lock before another broke it remove the next holder’s lock', async () => {
+    const { dir, lockPath, locks, cs } = crashedHolderFolder(2_000);
+    const [z, y, u] = [locks(), locks(), locks()];
+    // Breaker Z has read the stale lock (its first look, without the break
+    // file) and stalls before taking the break file: for far less than
+    // lockTtlMs / 2, as any process may.
+    const stall = pauseFirst(`${lockPath}.break`);
+    hooks.beforeOpen = stall.hook;
+    const zBroke = z.breakIfStale('K', lockPath);
+    await stall.reached.opened;
+    // Meanwhile Y breaks the stale lock, frees the break file and takes K.
+    const [inY, inU] = [gate(), gate()];
+    const second = y.withKey('K', cs.section(inY.open));
+    expect(await within(inY.opened, 1_000)).toBe(true);
+    // Z resumes and takes the free break file: deciding on what it read
+    // before, it would remove Y's lock, and U would take K beside Y.
+    stall.go.open();
+    const broke = await zBroke;
+    const third = u.withKey('K', cs.section(inU.open));
+    await within(inU.opened, 300);
+    cs.hold.open();
+    await Promise.all([second, third]);
+    expect(broke).toBe(false);
+    await expectOneAtATimeLeavingNothing(dir, cs, 2, [z, y, u]);
+  });
+
+  it('never lets a holder released after its expiry remove the lock of the caller who broke it', async () => {
+    const dir = folder();
+    const lockPath = join(dir, 'satchel-K.lock');
+    const slowTtl = 200;
+    const slow = lockTables(dir, slowTtl)();
+    const locks = lockTables(dir, 10_000);
+    const [two, three] = [locks(), locks()];
+    const cs = criticalSections(dir);
+    // The slow holder's release, past its expiry, pauses at any unlink of K.lock.
+    let release = pauseFirst(lockPath);
+    release.disarm();
+    hooks.beforeUnlink = (path) => release.hook(path);
+    const late = gate();
+    const slowDone = slow.withKey('K', async () => {
+      await sleep(slowTtl + 50);
+      release = pauseFirst(lockPath);
+      late.open();
+    });
+    await late.opened;
+    await Promise.race([release.reached.opened, slowDone]);
+    release.disarm();
+    // Another caller breaks the expired lock and takes K ...
+    const [in2, in3] = [gate(), gate()];
+    const second = two.withKey('K', cs.section(in2.open));
+    await within(in2.opened, 300);
+    // ... then the slow holder's release resumes, and a third caller comes.
+    release.go.open();
+    await slowDone;
+    const third = three.withKey('K', cs.section(in3.open));
+    await within(in3.opened, 200);
+    cs.hold.open();
+    await Promise.all([second, third]);
+    await expectOneAtATimeLeavingNothing(dir, cs, 2, [slow, two, three]);
+  });
+
+  it('never lets two callers hold one key when two breakers take over a break file its crashed breaker left', async () => {
+    const ttl = 1_000;
+    const { dir, lockPath, locks, cs } = crashedHolderFolder(ttl);
+    const [one, two, three] = [locks(), locks(), locks()];
+    const breakPath = `${lockPath}.break`;
+    // A breaker died holding the break file, long ago.
+    writeFileSync(breakPath, '', { mode: 0o600 });
+    const longAgo = new Date(Date.now() - 10 * ttl);
+    utimesSync(breakPath, longAgo, longAgo);
+    // Both breakers find it dead; the first to replace it pauses until the
+    // second has, then replaces the second's ...
+    const [firstAt, secondDone] = [gate(), gate()];
+    let takeovers = 0;
+    hooks.beforeRename = async (_from, to) => {
+      if (to !== breakPath) return;
+      if (takeovers++ > 0) {
+        setTimeout(secondDone.open, 20);
+        return;
+      }
+      firstAt.open();
+      await within(secondDone.opened, ttl);
+    };
+    // ... and the first of them to remove the stale lock pauses before it does.
+    const decisive = pauseFirst(lockPath);
+    hooks.beforeUnlink = decisive.hook;
+    const [in1, in2, in3] = [gate(), gate(), gate()];
+    const first = one.withKey('K', cs.section(in1.open));
+    await within(firstAt.opened, ttl);
+    const second = two.withKey('K', cs.section(in2.open));
+    await within(decisive.reached.opened, 2 * ttl);
+    // Had both kept the break file, the other would break the lock and take K ...
+    await within(Promise.race([in1.opened, in2.opened]), 200);
+    // ... before the paused one removes what it takes for the stale lock,
+    // and a third caller takes K in the gap.
+    decisive.go.open();
+    const third = three.withKey('K', cs.section(in3.open));
+    await within(in3.opened, 200);
+    cs.hold.open();
+    await Promise.all([first, second, third]);
+    expect(takeovers).toBe(2);
+    await expectOneAtATimeLeavingNothing(dir, cs, 3, [one, two, three]);
+  });
+
   it('lets a lock put back by a slow stale-lock breaker expire, never renewing it under its name', async () => {
     const ttl = 400;
     const dir = folder();
-    const locks = () => fileLocks((k: string) => join(dir, `satchel-${k}`), ttl, trust);
-    const [a, breaker, c, d] = [locks(), locks(), locks(), locks()];
+    const locks = lockTables(dir, ttl);
+    const [a, d] = [locks(), locks()];
     const lockPath = join(dir, 'satchel-K.lock');
-    // A lock a crashed process left behind.
-    writeFileSync(lockPath, JSON.stringify({ token: 'dead', expiresAt: Date.now() - 1 }), {
-      mode: 0o600,
-    });
-    // The breaker reads the stale lock, then is slow to move it aside and to link it back.
-    const [renameGo, renameReached, linkGo, linkReached] = [gate(), gate(), gate(), gate()];
-    let renames = 0;
-    hooks.beforeRename = async (from) => {
-      if (from !== lockPath || renames++ > 0) return;
-      renameReached.open();
-      await renameGo.opened;
-    };
-    hooks.beforeLink = async (from, to) => {
-      if (to !== lockPath || from.includes('lock-token')) return;
-      linkReached.open();
-      await linkGo.opened;
-    };
-    const breaking = breaker.breakIfStale('K', lockPath);
-    await renameReached.opened;
-    // A busy process (a lock held on another key keeps its token files pooled)...
+    // A busy process (a lock held on another key keeps its token files pooled).
     let endBusy!: () => void;
     const busy = a.withKey('busy', () => new Promise<void>((resolve) => (endBusy = resolve)));
     await sleep(10);
-    // ...breaks the stale lock itself and takes K; the slow breaker moves A's
-    // lock aside, and C takes K in the gap (the breaking race itself).
-    const [aIn, aGo, cIn, cGo] = [gate(), gate(), gate(), gate()];
-    const aDone = a.withKey('K', async () => {
-      aIn.open();
-      await aGo.opened;
-    });
-    await aIn.opened;
-    renameGo.open();
-    await linkReached.opened;
-    const cDone = c.withKey('K', async () => {
-      cIn.open();
-      await cGo.opened;
-    });
-    await cIn.opened;
-    aGo.open();
-    await aDone;
-    cGo.open();
-    await cDone;
-    // The breaker links A's token file back under K.lock.
-    linkGo.open();
-    await breaking;
-    hooks.beforeRename = undefined;
-    hooks.beforeLink = undefined;
+    // A slow stale-lock breaker of an older version (which moved locks
+    // aside, then linked them back) sharing the folder: while A holds K,
+    // another name comes to link A's token file, and is put back under
+    // K.lock once A has released K and pooled the token file.
+    const aside = join(dir, 'satchel-K.0a1b2c3d4e5f.tmp');
+    await a.withKey('K', async () => linkSync(lockPath, aside));
+    renameSync(aside, lockPath);
     // A keeps taking locks on other keys: never may it renew the text K.lock shows.
     let stop = false;
     let latest = -Infinity;
@@ -127,13 +332,13 @@ describe('file store locks, racing and after clock steps', () => {
     expect(latest).toBeLessThanOrEqual(ttl);
     endBusy();
     await busy;
-    for (const l of [a, breaker, c, d]) await l.close();
+    for (const l of [a, d]) await l.close();
   });
 
   it('never shows an expiry beyond lockTtlMs after the clock steps back, so a dead holder blocks a key for at most that', async () => {
     const ttl = 1_000;
     const dir = folder();
-    const locks = () => fileLocks((k: string) => join(dir, `satchel-${k}`), ttl, trust);
+    const locks = lockTables(dir, ttl);
     const [a, d] = [locks(), locks()];
     let endBusy!: () => void;
     const busy = a.withKey('busy', () => new Promise<void>((resolve) => (endBusy = resolve)));

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { ClearExpiredOptions } from '../../store.js';
 import {
   APPLOCK_NAME,
+  BREAK_NAME,
   decode,
   headerOf,
   KEY,
@@ -32,8 +33,9 @@ export interface ClearContext {
 }
 
 /**
- * Removes expired sessions, stale locks and temp files of writes that died,
- * then prunes the owner indexes; reports progress every PROGRESS_EVERY files.
+ * Removes expired sessions, stale locks, break files of breakers that died
+ * and temp files of writes that died, then prunes the owner indexes;
+ * reports progress every PROGRESS_EVERY files.
  */
 export async function clearExpired(
   ctx: ClearContext,
@@ -85,8 +87,12 @@ export async function clearExpired(
     } else {
       const appLock = APPLOCK_NAME.exec(rest)?.[1];
       const lock = LOCK_NAME.exec(rest)?.[1];
+      const breakOf = BREAK_NAME.exec(rest)?.[1];
       if (appLock !== undefined) await removeAppLockIfExpired(appLock);
       else if (lock !== undefined) await locks.breakIfStale(lock, join(dir, name));
+      // Taken over as a breaker would, not removed if old: checking its age,
+      // then unlinking it, could remove one another breaker just replaced.
+      else if (breakOf !== undefined) await locks.clearDeadBreak(breakOf);
     }
     if (++examined % PROGRESS_EVERY === 0) options?.onProgress?.({ removed });
   });

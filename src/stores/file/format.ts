@@ -12,6 +12,8 @@ const KEY_PART = '[A-Za-z0-9_-]{1,128}';
 export const TMP_NAME = new RegExp(`^${KEY_PART}(\\.applock|\\.owner)?\\.[0-9a-f]+\\.tmp$`);
 export const APPLOCK_NAME = new RegExp(`^(${KEY_PART})\\.applock$`);
 export const LOCK_NAME = new RegExp(`^(${KEY_PART}(?:\\.owner)?)\\.lock$`);
+/** A lock's break file (see breakFiles in ./locks.ts); captures what LOCK_NAME does. */
+export const BREAK_NAME = new RegExp(`^(${KEY_PART}(?:\\.owner)?)\\.lock\\.break$`);
 export const OWNER_NAME = new RegExp(`^(${KEY_PART})\\.owner$`);
 const MAGIC = 'satchel1';
 /** The lines after an owner index's first: keys, each ended by a newline. */

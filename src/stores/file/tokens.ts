@@ -100,7 +100,10 @@ export function tokenFiles(stem: string) {
       idle.push(file);
       return Promise.resolve();
     },
-    /** Removes a token file for good: a breaker may have linked another name to it. */
+    /**
+     * Removes a token file for good: a lock file may still link to it (one
+     * released late may be left for the breakers), so it is never written again.
+     */
     retire(file: TokenFile): Promise<void> {
       busy--;
       return Promise.all([retireNow(file), drain()]).then(() => {});
@@ -112,7 +115,11 @@ export function tokenFiles(stem: string) {
   };
 }
 
-/** True when no name but its own links to the token file. */
+/**
+ * True when no name but its own links to the token file. This version never
+ * leaves another on a pooled one; an older one sharing the folder could (its
+ * breakers linked locks back), see tryLink.
+ */
 export async function soleName(file: TokenFile): Promise<boolean> {
   const stats = await fdStat(file.fd).catch(() => undefined);
   return stats?.nlink === 1;
