@@ -17,8 +17,8 @@ import { applyCommitHeaders, type HeaderTarget, webHeaderTarget } from './header
  * give), are copied into a new plain object with the commit's headers
  * merged in: the bridge writes such an object to node:http as it is, where
  * a `Headers` object costs two copies, undici's checks on every field and
- * a sort (130k instructions a request, about a third of a Hono cart request,
- * bench/RESULTS.md run 7). Other headers get a copy constructed with the
+ * a sort (a Hono cart request: 313k -> 248k instructions, bench/RESULTS.md
+ * run 7). Other headers get a copy constructed with the
  * original as init, whose `Headers` the bridge copies.
  *
  * Anything else gets undefined (the caller makes the standard copy): another
@@ -37,31 +37,57 @@ export function lightweightCopy(
   const plain = plainFields(fields, body, headers);
   if (plain !== undefined) {
     applyCommitHeaders(headers, plainTarget(plain));
-    const original: Response = response;
-    return new Response(body, {
-      status,
-      headers: plain,
-      // Read only if someone asks (it makes the original real): the bridge never sends it.
-      get statusText() {
-        return original.statusText;
-      },
-    });
+    return new Response(body, new CopyInit(status, plain, response));
   }
   const copy = new Response(body, response);
   applyCommitHeaders(headers, webHeaderTarget(copy.headers));
   return copy;
 }
 
+/**
+ * The init of a copy with plain headers. Its statusText is read from the
+ * original only if someone asks (which makes the original real; the bridge
+ * never sends it). A class, as an object literal with a getter is built
+ * anew each time, at several times the cost.
+ */
+class CopyInit {
+  readonly #original: Response;
+
+  constructor(
+    readonly status: number,
+    readonly headers: Record<string, string>,
+    original: Response,
+  ) {
+    this.#original = original;
+  }
+
+  get statusText(): string {
+    return this.#original.statusText;
+  }
+}
+
+/** The bridge's symbol for `[status, body, headers]`, once a response has shown it. */
+let cacheSymbol: symbol | undefined;
+
 /** The bridge's `[status, body, headers]` of a response not yet made real; undefined for any other. */
 function cached(response: Response): readonly [number, unknown, unknown] | undefined {
+  const own = response as unknown as Record<symbol, unknown>;
+  // Listing a response's symbols costs more than the rest of the copy: the
+  // one found last time is tried first.
+  const last = cacheSymbol === undefined ? undefined : own[cacheSymbol];
+  if (isCache(last)) return last;
   for (const symbol of Object.getOwnPropertySymbols(response)) {
-    if (symbol.description !== 'cache') continue;
-    const value: unknown = (response as unknown as Record<symbol, unknown>)[symbol];
-    if (Array.isArray(value) && value.length === 3 && typeof value[0] === 'number') {
-      return value as [number, unknown, unknown];
+    const value = own[symbol];
+    if (symbol.description === 'cache' && isCache(value)) {
+      cacheSymbol = symbol;
+      return value;
     }
   }
   return undefined;
+}
+
+function isCache(value: unknown): value is [number, unknown, unknown] {
+  return Array.isArray(value) && value.length === 3 && typeof value[0] === 'number';
 }
 
 /**
@@ -86,7 +112,10 @@ function plainFields(
     if (typeof fields !== 'object') return undefined;
     const proto: unknown = Object.getPrototypeOf(fields);
     if (proto !== Object.prototype && proto !== null) return undefined;
-    for (const [name, value] of Object.entries(fields)) {
+    const record = fields as Record<string, unknown>;
+    for (const name in record) {
+      if (!Object.hasOwn(record, name)) continue;
+      const value = record[name];
       const lower = name.toLowerCase();
       // __proto__ would set the object's prototype, not a field: the standard copy takes it.
       if (typeof value !== 'string' || lower === '__proto__' || Object.hasOwn(plain, lower)) {
