@@ -71,12 +71,23 @@ function nodeHeader(request: Request, env: unknown): IncomingRequest['header'] |
   const incoming = (env as { incoming?: { headers?: unknown } } | undefined)?.incoming;
   const headers = incoming?.headers;
   if (typeof headers !== 'object' || headers === null) return undefined;
-  const own = request as unknown as Record<symbol, unknown>;
-  if (!Object.getOwnPropertySymbols(request).some((s) => own[s] === incoming)) return undefined;
+  if (!keepsIncoming(request, incoming)) return undefined;
   return (name) => {
     const value = (headers as Record<string, string | string[] | undefined>)[name];
     return Array.isArray(value) ? value.join(', ') : value;
   };
+}
+
+/** The symbol under which the bridge's Request keeps its node:http request, once one has shown it. */
+let incomingSymbol: symbol | undefined;
+
+/** True when `request` keeps `incoming` under a symbol: the bridge built it from that very request. */
+function keepsIncoming(request: Request, incoming: unknown): boolean {
+  const own = request as unknown as Record<symbol, unknown>;
+  // Listing a request's symbols costs more than reading the header: the one found last time is tried first.
+  if (incomingSymbol !== undefined && own[incomingSymbol] === incoming) return true;
+  incomingSymbol = Object.getOwnPropertySymbols(request).find((s) => own[s] === incoming);
+  return incomingSymbol !== undefined;
 }
 
 /** Assigning c.res merges the old response's headers into the new one; clearing it first does not. */
