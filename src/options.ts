@@ -44,8 +44,12 @@ export interface SessionsOptions {
   /** Browser-session cookies (no Max-Age), Django's SESSION_EXPIRE_AT_BROWSER_CLOSE. The server-side expiry still holds. @default false */
   expireAtBrowserClose?: boolean;
   /**
-   * A session that was only read is touched (its expiry pushed back) at most
-   * once per this many seconds, so read-only traffic does not write on every request.
+   * The stored idle expiry moves forward at most once per this many seconds:
+   * a session that was only read is touched (its expiry pushed back) no more
+   * often, so read-only traffic does not write on every request, and a save
+   * of changed data keeps the stored expiry while the new one would be less
+   * than this later (a shorter one is written at once). A session may thus
+   * end up to this much before "idle timeout after the last request", never after.
    * @default 60
    */
   touchInterval?: number;
