@@ -2,6 +2,7 @@ import type { MiddlewareHandler } from 'hono';
 import { SatchelError } from '../errors.js';
 import type { CommitResult, IncomingRequest, LoadOptions, Sessions } from '../manager.js';
 import type { Session, SessionData } from '../session.js';
+import { keepsIncoming } from './bridge.js';
 import { errorResponse, fromRequest, withCommitHeaders } from './web.js';
 
 declare module 'hono' {
@@ -76,18 +77,6 @@ function nodeHeader(request: Request, env: unknown): IncomingRequest['header'] |
     const value = (headers as Record<string, string | string[] | undefined>)[name];
     return Array.isArray(value) ? value.join(', ') : value;
   };
-}
-
-/** The symbol under which the bridge's Request keeps its node:http request, once one has shown it. */
-let incomingSymbol: symbol | undefined;
-
-/** True when `request` keeps `incoming` under a symbol: the bridge built it from that very request. */
-function keepsIncoming(request: Request, incoming: unknown): boolean {
-  const own = request as unknown as Record<symbol, unknown>;
-  // Listing a request's symbols costs more than reading the header: the one found last time is tried first.
-  if (incomingSymbol !== undefined && own[incomingSymbol] === incoming) return true;
-  incomingSymbol = Object.getOwnPropertySymbols(request).find((s) => own[s] === incoming);
-  return incomingSymbol !== undefined;
 }
 
 /** Assigning c.res merges the old response's headers into the new one; clearing it first does not. */

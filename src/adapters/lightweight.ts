@@ -1,4 +1,5 @@
 import type { CommitResult } from '../manager.js';
+import { bridgeCache } from './bridge.js';
 import { applyCommitHeaders, type HeaderTarget, webHeaderTarget } from './headers.js';
 
 /**
@@ -17,8 +18,8 @@ import { applyCommitHeaders, type HeaderTarget, webHeaderTarget } from './header
  * give), are copied into a new plain object with the commit's headers
  * merged in: the bridge writes such an object to node:http as it is, where
  * a `Headers` object costs two copies, undici's checks on every field and
- * a sort (a Hono cart request: 313k -> 248k instructions, bench/RESULTS.md
- * run 7). Other headers get a copy constructed with the
+ * a sort (a Hono cart request: 313k -> 245k-248k instructions,
+ * bench/RESULTS.md run 7). Other headers get a copy constructed with the
  * original as init, whose `Headers` the bridge copies.
  *
  * Anything else gets undefined (the caller makes the standard copy): another
@@ -30,7 +31,7 @@ export function lightweightCopy(
   headers: CommitResult['headers'],
 ): Response | undefined {
   if (response.constructor !== globalThis.Response) return undefined;
-  const cache = cached(response);
+  const cache = bridgeCache(response);
   if (cache === undefined) return undefined;
   const [status, body, fields] = cache;
   if (body !== null && typeof body !== 'string' && !(body instanceof Uint8Array)) return undefined;
@@ -64,30 +65,6 @@ class CopyInit {
   get statusText(): string {
     return this.#original.statusText;
   }
-}
-
-/** The bridge's symbol for `[status, body, headers]`, once a response has shown it. */
-let cacheSymbol: symbol | undefined;
-
-/** The bridge's `[status, body, headers]` of a response not yet made real; undefined for any other. */
-function cached(response: Response): readonly [number, unknown, unknown] | undefined {
-  const own = response as unknown as Record<symbol, unknown>;
-  // Listing a response's symbols costs more than the rest of the copy: the
-  // one found last time is tried first.
-  const last = cacheSymbol === undefined ? undefined : own[cacheSymbol];
-  if (isCache(last)) return last;
-  for (const symbol of Object.getOwnPropertySymbols(response)) {
-    const value = own[symbol];
-    if (symbol.description === 'cache' && isCache(value)) {
-      cacheSymbol = symbol;
-      return value;
-    }
-  }
-  return undefined;
-}
-
-function isCache(value: unknown): value is [number, unknown, unknown] {
-  return Array.isArray(value) && value.length === 3 && typeof value[0] === 'number';
 }
 
 /**
