@@ -4,14 +4,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import type { SessionStore } from '../../src/store.js';
 import { fileStore } from '../../src/stores/file.js';
-import { folderSyncs, syncDir, type Trust, writeAtomic } from '../../src/stores/file/fs.js';
+import { folderSyncs, syncDir, writeAtomic } from '../../src/stores/file/fs.js';
 import { fileLocks } from '../../src/stores/file/locks.js';
+import { lockTrust } from '../support/file-locks.js';
 import { tempFolders } from '../support/folders.js';
 import { newKey, newRecord } from './conformance.js';
 
 const { folder } = tempFolders('store-test-file-durability-');
-
-const trust: Trust = { uid: process.getuid?.(), maxBytes: 1 << 20, refuse() {} };
 
 /** A folder sync that can be held open, counting how many run at once. */
 function heldSyncs() {
@@ -168,7 +167,7 @@ describe('file store locks (hard-linked token files)', () => {
 
   it('holds each lock as a regular file of a token and expiry, and leaves no file once idle', async () => {
     const dir = folder();
-    const locks = fileLocks((key) => join(dir, `satchel-${key}`), 10_000, trust);
+    const locks = fileLocks((key) => join(dir, `satchel-${key}`), 10_000, lockTrust);
     const keys = Array.from({ length: 12 }, () => newKey());
     const tokens = new Set<string>();
     await Promise.all(
@@ -197,8 +196,8 @@ describe('file store locks (hard-linked token files)', () => {
 
   it('excludes another process while held, and is taken by it once released', async () => {
     const dir = folder();
-    const mine = fileLocks((key) => join(dir, `satchel-${key}`), 10_000, trust);
-    const theirs = fileLocks((key) => join(dir, `satchel-${key}`), 10_000, trust);
+    const mine = fileLocks((key) => join(dir, `satchel-${key}`), 10_000, lockTrust);
+    const theirs = fileLocks((key) => join(dir, `satchel-${key}`), 10_000, lockTrust);
     const key = newKey();
     const order: string[] = [];
     let release!: () => void;
@@ -226,8 +225,8 @@ describe('file store locks (hard-linked token files)', () => {
   it('leaves alone, and never writes into, a lock another process broke and took once it expired', async () => {
     const dir = folder();
     const ttl = 200;
-    const slow = fileLocks((key) => join(dir, `satchel-${key}`), ttl, trust);
-    const other = fileLocks((key) => join(dir, `satchel-${key}`), 10_000, trust);
+    const slow = fileLocks((key) => join(dir, `satchel-${key}`), ttl, lockTrust);
+    const other = fileLocks((key) => join(dir, `satchel-${key}`), 10_000, lockTrust);
     const key = newKey();
     let otherHolds!: () => void;
     let otherToken = '';
@@ -264,7 +263,7 @@ describe('file store locks (hard-linked token files)', () => {
 
   it('replaces a pooled token file whose name was removed while idle', async () => {
     const dir = folder();
-    const locks = fileLocks((key) => join(dir, `satchel-${key}`), 10_000, trust);
+    const locks = fileLocks((key) => join(dir, `satchel-${key}`), 10_000, lockTrust);
     let endBusy!: () => void;
     const busy = locks.withKey(newKey(), () => new Promise<void>((resolve) => (endBusy = resolve)));
     await sleep(10);

@@ -2,30 +2,15 @@
  * How long what a stale-lock breaker or a slow holder leaves behind can keep
  * a key from the next caller: never much past lockTtlMs.
  */
-import { readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import type { Trust } from '../../src/stores/file/fs.js';
 import { fileLocks } from '../../src/stores/file/locks.js';
+import { lockTrust, writeAged, writeStaleLock } from '../support/file-locks.js';
 import { tempFolders } from '../support/folders.js';
 
 const { folder } = tempFolders('store-test-file-lock-break-');
-const trust: Trust = { uid: process.getuid?.(), maxBytes: 1 << 20, refuse() {} };
-
-/** Writes a lock file a crashed holder left, expired. */
-function staleLock(path: string): void {
-  writeFileSync(path, JSON.stringify({ token: 'dead', expiresAt: Date.now() - 1 }), {
-    mode: 0o600,
-  });
-}
-
-/** Writes the break file a crashed breaker left, last changed `ageMs` ago. */
-function deadBreakFile(path: string, ageMs: number): void {
-  writeFileSync(path, '', { mode: 0o600 });
-  const then = new Date(Date.now() - ageMs);
-  utimesSync(path, then, then);
-}
 
 describe('file store locks, after a crashed breaker or a slow holder', () => {
   it('lets a break file its crashed breaker left block a key for about 1.5 × lockTtlMs after its last change, about lockTtlMs / 2 once it is older', async () => {
@@ -33,12 +18,12 @@ describe('file store locks, after a crashed breaker or a slow holder', () => {
     // well inside the bounds below, whose margins are lockTtlMs / 2 each.
     const ttl = 1_500;
     const dir = folder();
-    const locks = fileLocks((k: string) => join(dir, `satchel-${k}`), ttl, trust);
+    const locks = fileLocks((k: string) => join(dir, `satchel-${k}`), ttl, lockTrust);
     const lockPath = (key: string) => join(dir, `satchel-${key}.lock`);
     // Crashed long ago: dead at once, kept after the takeover's wait of
     // lockTtlMs / 2 (the Fischer wait, see breakFiles).
-    staleLock(lockPath('old'));
-    deadBreakFile(`${lockPath('old')}.break`, 10 * ttl);
+    writeStaleLock(lockPath('old'));
+    writeAged(`${lockPath('old')}.break`, '', 10 * ttl);
     let started = Date.now();
     expect(await locks.withKey('old', async () => 'got it')).toBe('got it');
     let waited = Date.now() - started;
@@ -48,8 +33,8 @@ describe('file store locks, after a crashed breaker or a slow holder', () => {
     // is lockTtlMs old, then taken over with the same wait: 1.5 × lockTtlMs,
     // plus the caller's polling backoff, and well before the acquire gives
     // up at 2 × lockTtlMs.
-    staleLock(lockPath('new'));
-    deadBreakFile(`${lockPath('new')}.break`, 0);
+    writeStaleLock(lockPath('new'));
+    writeAged(`${lockPath('new')}.break`, '', 0);
     started = Date.now();
     expect(await locks.withKey('new', async () => 'got it')).toBe('got it');
     waited = Date.now() - started;
@@ -67,7 +52,7 @@ describe('file store locks, after a crashed breaker or a slow holder', () => {
     async (_, share) => {
       const ttl = 400;
       const dir = folder();
-      const locks = () => fileLocks((k: string) => join(dir, `satchel-${k}`), ttl, trust);
+      const locks = () => fileLocks((k: string) => join(dir, `satchel-${k}`), ttl, lockTrust);
       const [slow, next] = [locks(), locks()];
       const lockPath = join(dir, 'satchel-K.lock');
       let expiresAt = 0;

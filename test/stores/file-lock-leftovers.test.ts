@@ -4,24 +4,15 @@
  * breakers died holding. None may keep a key from its callers for good,
  * and clearing may never remove a break file a live breaker holds.
  */
-import {
-  chownSync,
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  statSync,
-  utimesSync,
-  writeFileSync,
-} from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Trust } from '../../src/stores/file/fs.js';
 import { fileStore } from '../../src/stores/file/index.js';
 import { fileLocks } from '../../src/stores/file/locks.js';
+import { lockTrust, writeAged, writeStaleLock } from '../support/file-locks.js';
 import { tempFolders } from '../support/folders.js';
 
 const { folder } = tempFolders('store-test-file-lock-leftovers-');
-const trust: Trust = { uid: process.getuid?.(), maxBytes: 1 << 20, refuse() {} };
 /** Another user's uid: nobody. Only root can give a folder away; others plant their own. */
 const NOBODY = 65534;
 
@@ -30,13 +21,6 @@ function plantFolder(path: string, entries: string[]): void {
   mkdirSync(path, { mode: 0o755 });
   for (const entry of entries) writeFileSync(join(path, entry), 'planted');
   if (process.getuid?.() === 0) chownSync(path, NOBODY, NOBODY);
-}
-
-/** Writes a file at `path` last changed `ageMs` ago. */
-function aged(path: string, text: string, ageMs: number): void {
-  writeFileSync(path, text, { mode: 0o600 });
-  const then = new Date(Date.now() - ageMs);
-  utimesSync(path, then, then);
 }
 
 /** Runs three callers of `key` in turn: what each got, or the error code it failed with. */
@@ -59,7 +43,7 @@ async function expectThreeCallersGetK(
   plant: (lockPath: string) => void,
 ): Promise<{ dir: string; lockPath: string }> {
   const dir = folder();
-  const locks = fileLocks((k: string) => join(dir, `satchel-${k}`), 400, trust);
+  const locks = fileLocks((k: string) => join(dir, `satchel-${k}`), 400, lockTrust);
   const lockPath = join(dir, 'satchel-K.lock');
   plant(lockPath);
   expect(await threeCallers(locks, 'K')).toEqual(['ok', 'ok', 'ok']);
@@ -92,7 +76,7 @@ describe('file store locks, against what is left in their place', () => {
     'recovers a key whose break file path another user planted a directory at, beside a stale lock: %s',
     async (_, entries: string[]) => {
       const { lockPath } = await expectThreeCallersGetK((path) => {
-        aged(path, JSON.stringify({ token: 'dead', expiresAt: Date.now() - 1 }), 0);
+        writeStaleLock(path);
         plantFolder(`${path}.break`, entries);
       });
       expect(existsSync(lockPath)).toBe(false);
@@ -106,10 +90,10 @@ describe('file store locks, against what is left in their place', () => {
     const store = fileStore({ dir, lockTtlMs: ttl });
     // Breakers that died long ago, of a session's lock and of an owner index's.
     const dead = ['satchel-K.lock.break', 'satchel-abc.owner.lock.break'];
-    for (const name of dead) aged(join(dir, name), '', 3_600_000);
+    for (const name of dead) writeAged(join(dir, name), '', 3_600_000);
     // One a live breaker holds (created just now): its breaker removes it.
     const live = join(dir, 'satchel-L.lock.break');
-    aged(live, '', 0);
+    writeAged(live, '', 0);
     const inode = statSync(live).ino;
     await store.clearExpired();
     expect(readdirSync(dir)).toEqual(['satchel-L.lock.break']);

@@ -4,19 +4,12 @@
  * always expires within lockTtlMs. (node:fs/promises is wrapped so a test can
  * pause an open, a rename, a link or an unlink half-way, as a slow process would.)
  */
-import {
-  linkSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  utimesSync,
-  writeFileSync,
-} from 'node:fs';
+import { linkSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { Trust } from '../../src/stores/file/fs.js';
 import type { FileLocks } from '../../src/stores/file/locks.js';
+import { lockTrust, writeAged, writeStaleLock } from '../support/file-locks.js';
 import { tempFolders } from '../support/folders.js';
 
 type Hook = (from: string, to: string) => Promise<void>;
@@ -58,7 +51,6 @@ const { fileStore } = await import('../../src/stores/file.js');
 const { newKey, newRecord } = await import('./conformance.js');
 
 const { folder } = tempFolders('store-test-file-locks-');
-const trust: Trust = { uid: process.getuid?.(), maxBytes: 1 << 20, refuse() {} };
 
 afterEach(() => {
   hooks.beforeOpen = undefined;
@@ -129,7 +121,7 @@ function pauseFirst(path: string) {
 
 /** Makes lock tables on keys' files in `dir`, each as another process's would be. */
 function lockTables(dir: string, ttl: number): () => FileLocks {
-  return () => fileLocks((k: string) => join(dir, `satchel-${k}`), ttl, trust);
+  return () => fileLocks((k: string) => join(dir, `satchel-${k}`), ttl, lockTrust);
 }
 
 /**
@@ -139,9 +131,7 @@ function lockTables(dir: string, ttl: number): () => FileLocks {
 function crashedHolderFolder(ttl: number) {
   const dir = folder();
   const lockPath = join(dir, 'satchel-K.lock');
-  writeFileSync(lockPath, JSON.stringify({ token: 'dead', expiresAt: Date.now() - 1 }), {
-    mode: 0o600,
-  });
+  writeStaleLock(lockPath);
   return { dir, lockPath, locks: lockTables(dir, ttl), cs: criticalSections(dir) };
 }
 
@@ -260,9 +250,7 @@ describe('file store locks, racing and after clock steps', () => {
     const [one, two, three] = [locks(), locks(), locks()];
     const breakPath = `${lockPath}.break`;
     // A breaker died holding the break file, long ago.
-    writeFileSync(breakPath, '', { mode: 0o600 });
-    const longAgo = new Date(Date.now() - 10 * ttl);
-    utimesSync(breakPath, longAgo, longAgo);
+    writeAged(breakPath, '', 10 * ttl);
     // Both breakers find it dead; the first to replace it pauses until the
     // second has, then replaces the second's ...
     const [firstAt, secondDone] = [gate(), gate()];
