@@ -418,6 +418,21 @@ describe('satchel sessions', () => {
     expect(JSON.parse(againJson.stdout)).toEqual({ revoked: 0 });
   });
 
+  it('takes a handle or an owner id that starts with a dash as the value of its option (one handle in 64 does)', async () => {
+    const handle = await satchel(['sessions', 'revoke', '--handle', `-${'a'.repeat(42)}`], env);
+    expect(handle).toEqual({
+      code: 0,
+      stdout: 'Revoked 0 sessions: no live session has that handle.\n',
+      stderr: '',
+    });
+    const owner = await satchel(['sessions', 'list', '--owner', '-1', '--json'], env);
+    expect(owner).toEqual({ code: 0, stdout: '[]\n', stderr: '' });
+    // An option where the value belongs is still a missing value, not the value.
+    const missing = await satchel(['sessions', 'list', '--owner', '--json'], env);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("'--owner");
+  });
+
   it('revokes every session of a user except one, leaving other users alone', async () => {
     const [keep, other] = ann as [Login, Login];
     const run = await satchel(

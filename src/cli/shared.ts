@@ -100,6 +100,33 @@ export async function fromEnv<T>(
 type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 
 /**
+ * `--name value` as `--name=value` for a string option whose value starts
+ * with a dash but is no option: parseArgs refuses it as ambiguous, and one
+ * session handle in 64 starts with `-` (they are base64url), as may an owner
+ * id (`-1`). A value that is an option (`--owner --json`) is left alone, so
+ * a forgotten value is still reported.
+ */
+function attachDashValues(args: string[], options: Options): string[] {
+  const specs = options ?? {};
+  const isOption = (arg: string) =>
+    arg.startsWith('--')
+      ? Object.hasOwn(specs, arg.slice(2).split('=')[0]!) || arg === '--help'
+      : Object.values(specs).some((spec) => spec.short !== undefined && arg === `-${spec.short}`);
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const next = args[i + 1];
+    const name = arg.startsWith('--') ? arg.slice(2) : undefined;
+    const dashValue = next?.startsWith('-') === true && !isOption(next);
+    if (name !== undefined && specs[name]?.type === 'string' && dashValue) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
+}
+
+/**
  * parseArgs in strict mode; a bad option or a stray argument is a UsageError.
  * An unknown option names the closest known one (`--sqlite-pth` → `--sqlite-path`).
  */
@@ -110,7 +137,12 @@ export function parse<O extends Options>(
   typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: false }>
 > {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false });
+    return parseArgs({
+      args: attachDashValues(args, options),
+      options,
+      strict: true,
+      allowPositionals: false,
+    });
   } catch (err) {
     const { code, message } = err as NodeJS.ErrnoException;
     const given = /'([^']+)'/.exec(message)?.[1];
