@@ -74,7 +74,12 @@ export interface IdCodec {
    * The ID in an incoming value, or why there is none. `resign` marks an
    * unsigned ID accepted during a signing rollout: the response re-sends it signed.
    */
-  decode(value: string): { id: string; resign: boolean } | { rejected: IdRejection };
+  decode(value: string): DecodedId | { rejected: IdRejection };
+}
+
+export interface DecodedId {
+  id: string;
+  resign: boolean;
 }
 
 export interface IdCodecOptions {

@@ -55,6 +55,7 @@ export type {
   OwnedRecord,
   SessionStore,
   StoredSession,
+  SyncAccess,
   UpdateResult,
 } from './store.js';
 

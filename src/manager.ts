@@ -20,7 +20,7 @@ import {
   resolveOptions,
   type SessionsOptions,
 } from './options.js';
-import { storeCaller } from './persistence/call.js';
+import { storeCaller, storeCallerNow } from './persistence/call.js';
 import { sealedPersistence } from './persistence/sealed.js';
 import { legacyImport } from './persistence/legacy.js';
 import { ServerPersistence } from './persistence/server.js';
@@ -159,6 +159,7 @@ function choosePersistence(
     ids,
     events,
     call,
+    callNow: storeCallerNow(store, events),
     locks: new SessionLocks({ store, timeout: o.lockTimeout, ttl: o.lockTtl, call }),
     rejected: rejectionLog(o),
     importLegacy: o.importers.length === 0 ? undefined : legacyImport({ ...o, store, codec, call }),
@@ -239,7 +240,13 @@ export function buildSessions<D extends object = SessionData>(
     logger: o.logger,
 
     load(request, loadOptions) {
-      if (!channels.load.hasSubscribers) return open(request, loadOptions);
+      if (!channels.load.hasSubscribers) {
+        try {
+          return Promise.resolve(open(request, loadOptions));
+        } catch (err) {
+          return Promise.reject(err);
+        }
+      }
       return traced(
         channels.load,
         (): LoadMessage => ({ store: storeName }),
@@ -252,20 +259,11 @@ export function buildSessions<D extends object = SessionData>(
     },
 
     commit(session, status) {
+      if (!channels.commit.hasSubscribers) return finishCommit(session, status, undefined);
       return traced(
         channels.commit,
         (): CommitMessage => ({ store: storeName, status }),
-        async (message) => {
-          const parts = sessionParts(session);
-          try {
-            if (status < 500) await persistence.save(parts);
-            else await persistence.saveDeletions(parts);
-          } finally {
-            if (message) message.retries = parts.identity.retries;
-            if (parts.identity.lock) await persistence.release(parts);
-          }
-          return { headers: responseHeaders(transport, parts, persistence, o.policy) };
-        },
+        (message) => finishCommit(session, status, message),
       );
     },
 
@@ -287,10 +285,11 @@ export function buildSessions<D extends object = SessionData>(
   };
   return sessions;
 
-  async function open(
+  /** The session, at once when the persistence had nothing to wait for. */
+  function open(
     request: IncomingRequest,
     loadOptions: LoadOptions | undefined,
-  ): Promise<Session<D>> {
+  ): Session<D> | Promise<Session<D>> {
     const incoming = transport.read(request);
     const identity = new Identity(incoming.raw !== undefined, isSecure(request));
     const idFor = () => {
@@ -304,7 +303,49 @@ export function buildSessions<D extends object = SessionData>(
       runtime,
       links: transport.linker?.(request, incoming, idFor),
     };
-    await persistence.open(parts, request, incoming, loadOptions?.lock ?? o.lock);
-    return new Session<D>(parts);
+    const opening = persistence.open(parts, request, incoming, loadOptions?.lock ?? o.lock);
+    return opening ? opening.then(() => new Session<D>(parts)) : new Session<D>(parts);
+  }
+
+  /**
+   * Saves (after a 5xx only deletes), releases the lock, and answers with the
+   * response headers; waits only for what the store did not finish at once.
+   */
+  function finishCommit(
+    session: Session<D>,
+    status: number,
+    message: CommitMessage | undefined,
+  ): Promise<CommitResult> {
+    let parts: SessionParts | undefined;
+    let saving: Promise<void> | undefined;
+    try {
+      parts = sessionParts(session);
+      saving = status < 500 ? persistence.save(parts) : persistence.saveDeletions(parts);
+      if (!saving && !parts.identity.lock) {
+        if (message) message.retries = parts.identity.retries;
+        return Promise.resolve(committed(parts));
+      }
+    } catch (err) {
+      saving = Promise.reject(err);
+    }
+    return waitCommit(parts, saving, message);
+  }
+
+  async function waitCommit(
+    parts: SessionParts | undefined,
+    saving: Promise<void> | undefined,
+    message: CommitMessage | undefined,
+  ): Promise<CommitResult> {
+    try {
+      await saving;
+    } finally {
+      if (parts && message) message.retries = parts.identity.retries;
+      if (parts?.identity.lock) await persistence.release(parts);
+    }
+    return committed(parts!);
+  }
+
+  function committed(parts: SessionParts): CommitResult {
+    return { headers: responseHeaders(transport, parts, persistence, o.policy) };
   }
 }

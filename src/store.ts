@@ -21,6 +21,13 @@ export type UpdateResult = 'ok' | 'conflict' | 'missing';
 export interface SessionStore {
   /** Short name used in errors and logs: `[satchel] [sqlite] …`. */
   readonly name: string;
+  /**
+   * Optional: `get` and `update` answered synchronously, for a store whose
+   * records are at hand (this process's memory, an embedded database with a
+   * synchronous driver). The manager then loads and saves a session without
+   * waiting a turn of the event loop per store call (bench/RESULTS.md, run 8).
+   */
+  readonly sync?: SyncAccess;
   /** The record, or undefined when absent or expired. Never creates anything. */
   get(key: string): Promise<StoredSession | undefined>;
   /** Inserts the record; false (and no change) when a live record already has this key. */
@@ -64,6 +71,16 @@ export interface SessionStore {
    * answer without reading every record implement it (SQL, memory).
    */
   count?(now: number): Promise<number>;
+}
+
+/**
+ * The synchronous twins of a store's `get` and `update`: each behaves exactly
+ * as its asynchronous twin, except that a failure is thrown instead of
+ * rejected. The conformance suite runs every case against both.
+ */
+export interface SyncAccess {
+  get(key: string): StoredSession | undefined;
+  update(key: string, record: StoredSession, expectedVersion: number): UpdateResult;
 }
 
 export interface ClearExpiredOptions {

@@ -90,9 +90,10 @@ describe('diagnostics_channel', () => {
     const store = memoryStore();
     sessions = createSessions({ store });
     const first = await exchange(sessions, undefined, (s) => s.set('n', 0));
-    const real = store.update.bind(store);
-    const update = vi.spyOn(store, 'update');
-    update.mockResolvedValueOnce('conflict').mockResolvedValueOnce('conflict');
+    // The memory store's update calls its synchronous twin, which the core may also call directly.
+    const real = store.sync!.update.bind(store.sync);
+    const update = vi.spyOn(store.sync!, 'update');
+    update.mockReturnValueOnce('conflict').mockReturnValueOnce('conflict');
     update.mockImplementation(real);
     await exchange(sessions, first.value, (s) => s.update('n', (n: number) => n + 1));
     expect(conflicts).toEqual([

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConflictError, createSessions, type Session, type Sessions } from '../src/index.js';
 import { memoryStore } from '../src/stores/memory.js';
 import { exchange, fakeRequest } from './helpers.js';
+import { asyncOnly } from './support/sync-access.js';
 
 let sessions: Sessions<any> | undefined;
 afterEach(async () => {
@@ -15,7 +16,7 @@ async function loadMany(n: number, cookie: string): Promise<Session<any>[]> {
 
 describe('group commit: the queued commits of one session are one write', () => {
   it('keeps all 64 items of 64 concurrent adds and writes far fewer than 64 times', async () => {
-    const store = memoryStore();
+    const store = asyncOnly(memoryStore());
     sessions = createSessions({ store });
     const first = await exchange(sessions, undefined, (s) => s.set('cart', []));
     const update = vi.spyOn(store, 'update');
@@ -30,10 +31,27 @@ describe('group commit: the queued commits of one session are one write', () => 
     expect(update.mock.calls.length).toBeLessThanOrEqual(2);
   });
 
+  it('keeps all 64 items of 64 concurrent adds on a store that answers synchronously, each late one replayed once', async () => {
+    // No queue forms (each write lands at once); a commit whose load is
+    // older than the last save conflicts once and is replayed on it.
+    const store = memoryStore();
+    sessions = createSessions({ store });
+    const first = await exchange(sessions, undefined, (s) => s.set('cart', []));
+    const update = vi.spyOn(store.sync!, 'update');
+    const loaded = await loadMany(64, `sessionid=${first.value}`);
+    for (const [i, s] of loaded.entries())
+      s.update('cart', (c: string[] = []) => [...c, `item-${i}`]);
+    const results = await Promise.all(loaded.map((s) => sessions!.commit(s, 200)));
+    expect(results.every((r) => r.headers.some(([h]) => h === 'set-cookie'))).toBe(true);
+    const cart = (await loadMany(1, `sessionid=${first.value}`))[0]!.get('cart') as string[];
+    expect(new Set(cart).size).toBe(64);
+    expect(update.mock.calls.length).toBe(1 + 63 * 2);
+  });
+
   it('saves the others when one request in a batch cannot be saved (too large)', async () => {
     const errors: unknown[] = [];
     sessions = createSessions({
-      store: memoryStore(),
+      store: asyncOnly(memoryStore()),
       maxPayloadBytes: 2_000,
       logger: { warn: () => {}, error: (...a) => void errors.push(a) },
     });
@@ -57,7 +75,7 @@ describe('group commit: the queued commits of one session are one write', () => 
   });
 
   it('gives every session in a batch its own copy of the saved data', async () => {
-    sessions = createSessions({ store: memoryStore() });
+    sessions = createSessions({ store: asyncOnly(memoryStore()) });
     const first = await exchange(sessions, undefined, (s) => s.set('cart', []));
     const [a, b, c] = await loadMany(3, `sessionid=${first.value}`);
     for (const s of [a!, b!, c!]) s.update('cart', (cart: string[] = []) => [...cart, 'x']);
@@ -194,7 +212,7 @@ describe('retries against other processes are bounded by time', () => {
     sessions = createSessions({ store, retryTimeout: 300 });
     const first = await exchange(sessions, undefined, (s) => s.set('n', 0));
     // Another process wins every race.
-    const update = vi.spyOn(store, 'update').mockResolvedValue('conflict');
+    const update = vi.spyOn(store.sync!, 'update').mockReturnValue('conflict');
     const [s] = await loadMany(1, `sessionid=${first.value}`);
     s!.set('n', 1);
     const started = Date.now();
@@ -207,7 +225,7 @@ describe('retries against other processes are bounded by time', () => {
     const store = memoryStore();
     sessions = createSessions({ store, maxRetries: 2 });
     const first = await exchange(sessions, undefined, (s) => s.set('n', 0));
-    const update = vi.spyOn(store, 'update').mockResolvedValue('conflict');
+    const update = vi.spyOn(store.sync!, 'update').mockReturnValue('conflict');
     const [s] = await loadMany(1, `sessionid=${first.value}`);
     s!.set('n', 1);
     await expect(sessions.commit(s!, 200)).rejects.toBeInstanceOf(ConflictError);

@@ -70,7 +70,7 @@ describe('IDs and strict mode', () => {
 
   it('never looks up a malformed ID in the store', async () => {
     make();
-    const get = vi.spyOn(store, 'get');
+    const get = vi.spyOn(store.sync!, 'get');
     for (const bad of [
       '',
       'short',
@@ -263,7 +263,7 @@ describe('expiry', () => {
   it('moves the stored expiry of a changed session at most once per touchInterval, and never past what the save computed', async () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     make({ idleTimeout: 600, touchInterval: 60 });
-    const update = vi.spyOn(store, 'update');
+    const update = vi.spyOn(store.sync!, 'update');
     const saved = () => update.mock.lastCall![1].expiresAt;
     const start = Date.now();
     const a = await exchange(sessions, undefined, (s) => s.set('n', 0));
@@ -345,7 +345,9 @@ describe('corrupt data and a store that is down', () => {
 
   it('turns a store failure into StoreUnavailableError naming the store', async () => {
     make();
-    vi.spyOn(store, 'get').mockRejectedValue(new Error('connect ECONNREFUSED 127.0.0.1:6379'));
+    vi.spyOn(store.sync!, 'get').mockImplementation(() => {
+      throw new Error('connect ECONNREFUSED 127.0.0.1:6379');
+    });
     await expect(sessions.load(fakeRequest(`sessionid=${generateId()}`))).rejects.toMatchObject({
       name: 'StoreUnavailableError',
       code: 'ERR_SATCHEL_STORE_UNAVAILABLE',

@@ -6,9 +6,9 @@ import { type ConflictMessage, channels } from '../diagnostics.js';
 import { ConflictError, SatchelError, SessionInterruptedError } from '../errors.js';
 import type { Events } from '../events.js';
 import { computeExpiresAt, type ExpiryPolicy, savedExpiry } from '../expiry.js';
-import type { SessionStore, StoredSession } from '../store.js';
-import type { StoreCall } from './call.js';
-import type { ParsedCache } from './parsed.js';
+import type { SessionStore, StoredSession, SyncAccess } from '../store.js';
+import type { StoreCall, StoreCallNow } from './call.js';
+import type { Parsed, ParsedCache } from './parsed.js';
 
 /** One request's changes to a stored session. */
 export interface CommitRequest {
@@ -40,6 +40,7 @@ export interface CommitOptions {
   policy: ExpiryPolicy;
   events: Events;
   call: StoreCall;
+  callNow: StoreCallNow;
   /** Compare-and-set attempts before ConflictError. */
   maxRetries: number;
   /** Milliseconds of retrying before ConflictError. */
@@ -48,6 +49,19 @@ export interface CommitOptions {
   touchMs: number;
   /** What this process last read or wrote, parsed (a copy instead of a parse). */
   parsed: ParsedCache;
+}
+
+/** Where a write stands: what it writes over which record, at which attempt. */
+interface WriteState {
+  /** Every request's operations, in arrival order. */
+  readonly ops: Op[];
+  base: StoredSession;
+  /** `base`'s data with `ops` applied. */
+  data: SessionMap;
+  attempt: number;
+  readonly started: number;
+  /** The last compare-and-set on `base` conflicted: the newest record is read before the next. */
+  stale: boolean;
 }
 
 interface Waiter {
@@ -74,17 +88,22 @@ export class CommitQueue {
     this.#o = options;
   }
 
-  commit(key: string, request: CommitRequest): Promise<CommitOutcome> {
+  /** The outcome at once when the store answers synchronously (`SessionStore.sync`). */
+  commit(key: string, request: CommitRequest): CommitOutcome | Promise<CommitOutcome> {
     const queue = this.#waiting.get(key);
     if (queue) return new Promise((resolve, reject) => queue.push({ request, resolve, reject }));
+    const at = this.#start(key, [request]);
+    const sync = this.#o.store.sync;
+    const outcome = sync && this.#writeNow(key, sync, at);
+    if (outcome) return outcome;
     this.#waiting.set(key, []);
-    return this.#writeFirst(key, request);
+    return this.#writeFirst(key, at);
   }
 
   /** The commit that found no queue writes at once; whatever queued behind it drains next. */
-  async #writeFirst(key: string, request: CommitRequest): Promise<CommitOutcome> {
+  async #writeFirst(key: string, at: WriteState): Promise<CommitOutcome> {
     try {
-      return await this.#write(key, [request]);
+      return await this.#write(key, at);
     } finally {
       if (this.#waiting.get(key)!.length > 0) void this.#drain(key);
       else this.#idle(key);
@@ -110,7 +129,10 @@ export class CommitQueue {
     try {
       outcome = await this.#write(
         key,
-        batch.map((w) => w.request),
+        this.#start(
+          key,
+          batch.map((w) => w.request),
+        ),
       );
     } catch (err) {
       if (batch.length > 1 && !isSessionWide(err)) {
@@ -126,61 +148,124 @@ export class CommitQueue {
     for (const waiter of batch.slice(1)) waiter.resolve({ ...outcome, data });
   }
 
-  /** Writes the requests' changes as one compare-and-set, replaying them on newer data until it lands. */
-  async #write(key: string, requests: CommitRequest[]): Promise<CommitOutcome> {
-    const { store, codec, policy, events, call, maxRetries, retryTimeout, touchMs, parsed } =
-      this.#o;
+  /** Where a write of `requests` starts: the newest record known, with their changes on it. */
+  #start(key: string, requests: CommitRequest[]): WriteState {
     const ops = requests.length === 1 ? requests[0]!.ops : requests.flatMap((r) => r.ops);
-    let base = newestOf(this.#written.get(key), requests);
-    let data =
+    const base = newestOf(this.#written.get(key), requests);
+    const data =
       requests.length === 1 && base.version === requests[0]!.base.version
         ? requests[0]!.data
-        : replay(this.#parse(key, base), ops, codec.clone);
-    const started = Date.now();
-    for (let attempt = 1; ; attempt++) {
-      if (data.size === 0) {
+        : replay(this.#parse(key, base), ops, this.#o.codec.clone);
+    return { ops, base, data, attempt: 1, started: Date.now(), stale: false };
+  }
+
+  /** Writes the requests' changes as one compare-and-set, replaying them on newer data until it lands. */
+  async #write(key: string, at: WriteState): Promise<CommitOutcome> {
+    const { store, events, call, parsed } = this.#o;
+    for (;;) {
+      if (at.stale) {
+        // Another process may be draining a queue of commits to this session:
+        // back off with full jitter (up to 256 ms) so our turn comes between them.
+        if (at.attempt > 1) await sleep(randomInt(1 + 2 ** Math.min(at.attempt + 1, 8)));
+        this.#rebase(key, at, await call('get', () => store.get(key)));
+      }
+      if (at.data.size === 0) {
         // Emptied: the record goes, and the cookie with it.
         parsed.forget(key);
         await call('destroy', () => store.destroy(key));
         events.emit('destroyed', () => ({ handle: key, reason: 'emptied' }));
-        return { data, record: undefined, retries: attempt - 1, setting: undefined };
+        return { data: at.data, record: undefined, retries: at.attempt - 1, setting: undefined };
       }
-      const text = codec.serialize(data);
-      // Copied before the write is awaited: the handler may still change its values.
-      const snapshot = parsed.snapshot(text, data);
-      const record: StoredSession = {
-        data: text,
-        version: base.version + 1,
-        createdAt: base.createdAt,
-        expiresAt: savedExpiry(
-          base.expiresAt,
-          computeExpiresAt(policy, data.get(EXPIRY_KEY), base.createdAt, Date.now()),
-          touchMs,
-        ),
-        ...ownerOf(data),
-      };
-      const result = await call('update', () => store.update(key, record, base.version));
+      const { record, snapshot } = this.#next(at.base, at.data);
+      const result = await call('update', () => store.update(key, record, at.base.version));
       if (result === 'ok') {
         this.#written.set(key, record);
-        parsed.keep(key, snapshot);
-        return { data, record, retries: attempt - 1, setting: data.get(EXPIRY_KEY) };
+        return this.#landed(key, at, record, snapshot);
       }
-      if (result === 'missing') throw new SessionInterruptedError();
-      if (attempt >= maxRetries || Date.now() - started >= retryTimeout) {
-        throw new ConflictError(attempt);
-      }
-      if (channels.conflict.hasSubscribers) {
-        const message: ConflictMessage = { store: store.name, handle: key, attempt };
-        channels.conflict.publish(message);
-      }
-      // Another process may be draining a queue of commits to this session:
-      // back off with full jitter (up to 256 ms) so our turn comes between them.
-      if (attempt > 1) await sleep(randomInt(1 + 2 ** Math.min(attempt + 1, 8)));
-      const latest = await call('get', () => store.get(key));
-      if (!latest) throw new SessionInterruptedError();
-      base = latest;
-      data = replay(this.#parse(key, latest), ops, codec.clone);
+      this.#conflicted(key, at, result);
     }
+  }
+
+  /**
+   * `#write` through the store's synchronous twins, with no queue (none can
+   * form: nothing else runs meanwhile). A conflict with a save that came
+   * between this request's load and commit is replayed at once; what needs
+   * waiting for (a backoff after a second conflict, the delete of an emptied
+   * session) is left to `#write`: undefined, and `at` says where it stands.
+   */
+  #writeNow(key: string, sync: SyncAccess, at: WriteState): CommitOutcome | undefined {
+    const { callNow } = this.#o;
+    for (;;) {
+      if (at.stale) {
+        if (at.attempt > 1) return undefined;
+        this.#rebase(
+          key,
+          at,
+          callNow('get', () => sync.get(key)),
+        );
+      }
+      if (at.data.size === 0) return undefined;
+      const { record, snapshot } = this.#next(at.base, at.data);
+      const result = callNow('update', () => sync.update(key, record, at.base.version));
+      if (result === 'ok') return this.#landed(key, at, record, snapshot);
+      this.#conflicted(key, at, result);
+    }
+  }
+
+  #landed(
+    key: string,
+    at: WriteState,
+    record: StoredSession,
+    snapshot: Parsed | undefined,
+  ): CommitOutcome {
+    this.#o.parsed.keep(key, snapshot);
+    return { data: at.data, record, retries: at.attempt - 1, setting: at.data.get(EXPIRY_KEY) };
+  }
+
+  /** A compare-and-set that did not land: the write goes on from the newest record, or ends here. */
+  #conflicted(key: string, at: WriteState, result: 'conflict' | 'missing'): void {
+    const { store, maxRetries, retryTimeout } = this.#o;
+    if (result === 'missing') throw new SessionInterruptedError();
+    if (at.attempt >= maxRetries || Date.now() - at.started >= retryTimeout) {
+      throw new ConflictError(at.attempt);
+    }
+    if (channels.conflict.hasSubscribers) {
+      const message: ConflictMessage = { store: store.name, handle: key, attempt: at.attempt };
+      channels.conflict.publish(message);
+    }
+    at.stale = true;
+  }
+
+  /** The newest record, with the requests' changes replayed on it, is what the next attempt writes. */
+  #rebase(key: string, at: WriteState, latest: StoredSession | undefined): void {
+    if (!latest) throw new SessionInterruptedError();
+    at.base = latest;
+    at.data = replay(this.#parse(key, latest), at.ops, this.#o.codec.clone);
+    at.attempt++;
+    at.stale = false;
+  }
+
+  /** The record that saves `data` over `base`, and the parsed copy to keep once it is written. */
+  #next(
+    base: StoredSession,
+    data: SessionMap,
+  ): { record: StoredSession; snapshot: Parsed | undefined } {
+    const { codec, policy, touchMs, parsed } = this.#o;
+    const text = codec.serialize(data);
+    // Copied before the write is awaited: the handler may still change its values.
+    const snapshot = parsed.snapshot(text, data);
+    const record: StoredSession = {
+      data: text,
+      version: base.version + 1,
+      createdAt: base.createdAt,
+      expiresAt: savedExpiry(
+        base.expiresAt,
+        computeExpiresAt(policy, data.get(EXPIRY_KEY), base.createdAt, Date.now()),
+        touchMs,
+      ),
+      ...ownerOf(data),
+    };
+    return { record, snapshot };
   }
 
   /** A record's data, private to the caller: copied if this process knows its text, else parsed. */

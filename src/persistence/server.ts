@@ -1,5 +1,5 @@
 import { EXPIRY_KEY, ownerOf, replay, type SessionMap } from '../changes.js';
-import type { DataCodec, IdCodec } from '../codec.js';
+import type { DataCodec, DecodedId, IdCodec } from '../codec.js';
 import { SessionInterruptedError, StoreUnavailableError } from '../errors.js';
 import type { Events } from '../events.js';
 import {
@@ -12,9 +12,9 @@ import {
 import { storeKey } from '../ids.js';
 import type { SessionLocks } from '../locks.js';
 import type { SessionParts } from '../session.js';
-import type { SessionStore, StoredSession } from '../store.js';
-import type { StoreCall } from './call.js';
-import { CommitQueue } from './commits.js';
+import type { SessionStore, StoredSession, SyncAccess } from '../store.js';
+import type { StoreCall, StoreCallNow } from './call.js';
+import { type CommitOutcome, CommitQueue } from './commits.js';
 import { ParsedCache } from './parsed.js';
 import type { IncomingRequest, IncomingValue } from '../transports/types.js';
 import type { Persistence } from './types.js';
@@ -26,6 +26,7 @@ export interface ServerPersistenceOptions {
   policy: ExpiryPolicy;
   events: Events;
   call: StoreCall;
+  callNow: StoreCallNow;
   locks: SessionLocks;
   /** Milliseconds between touches of a session that was only read. */
   touchMs: number;
@@ -77,27 +78,45 @@ export class ServerPersistence implements Persistence {
   }
 
   async #lookUp(parts: SessionParts, id: string, lock: boolean): Promise<void> {
-    const { store, call, locks, events } = this.#o;
-    const { identity } = parts;
+    const { store, call, locks } = this.#o;
     const key = storeKey(id);
     // Looked up before any lock is taken: a forged ID costs one read, never a lock write.
     let record = await call('get', () => store.get(key));
     if (!record) return;
     if (lock) {
-      identity.lock = await locks.acquire(key);
+      parts.identity.lock = await locks.acquire(key);
       // Whoever held the lock may have changed or ended the session meanwhile.
       record = await call('get', () => store.get(key));
       if (!record) return;
     }
-    if (this.#adopt(parts, key, record)) {
-      identity.adopt(id, key, record);
-    } else if (record.expiresAt > Date.now()) {
-      // Past the absolute timeout, or unreadable: it goes now rather than at its expiry.
-      this.#parsed.forget(key);
-      await call('destroy', () => store.destroy(key));
-      if (identity.corrupt) events.emit('destroyed', () => ({ handle: key, reason: 'corrupt' }));
-      else events.emit('expired', () => ({ handle: key, via: 'load' }));
-    }
+    return this.#take(parts, id, key, record);
+  }
+
+  /** `#lookUp` through the store's synchronous `get`: undefined when nothing is left to wait for. */
+  #lookUpNow(parts: SessionParts, id: string, sync: SyncAccess): Promise<void> | undefined {
+    const key = storeKey(id);
+    const record = this.#o.callNow('get', () => sync.get(key));
+    return record && this.#take(parts, id, key, record);
+  }
+
+  /** Adopts the record found; one past its absolute timeout, or unreadable, goes now rather than at its expiry. */
+  #take(
+    parts: SessionParts,
+    id: string,
+    key: string,
+    record: StoredSession,
+  ): Promise<void> | undefined {
+    if (this.#adopt(parts, key, record)) parts.identity.adopt(id, key, record);
+    else if (record.expiresAt > Date.now()) return this.#discard(parts, key);
+  }
+
+  async #discard(parts: SessionParts, key: string): Promise<void> {
+    const { store, call, events } = this.#o;
+    this.#parsed.forget(key);
+    await call('destroy', () => store.destroy(key));
+    if (parts.identity.corrupt)
+      events.emit('destroyed', () => ({ handle: key, reason: 'corrupt' }));
+    else events.emit('expired', () => ({ handle: key, via: 'load' }));
   }
 
   async #create(parts: SessionParts, data: SessionMap, announce = true): Promise<void> {
@@ -177,44 +196,67 @@ export class ServerPersistence implements Persistence {
   }
 
   /** A session that was only read: push its sliding expiry back, at most once per touch interval. */
-  async #touch(parts: SessionParts, record: StoredSession): Promise<void> {
-    const { store, policy, call, touchMs } = this.#o;
-    const { identity, changes } = parts;
-    const setting = changes.data.get(EXPIRY_KEY);
+  #touch(parts: SessionParts, record: StoredSession): Promise<void> | undefined {
+    const { policy, touchMs } = this.#o;
+    const setting = parts.changes.data.get(EXPIRY_KEY);
     if (!isSliding(setting)) return;
     const next = computeExpiresAt(policy, setting, record.createdAt, Date.now());
-    if (next - record.expiresAt < touchMs) return;
+    if (next - record.expiresAt >= touchMs) return this.#moveExpiry(parts, record, next);
+  }
+
+  async #moveExpiry(parts: SessionParts, record: StoredSession, next: number): Promise<void> {
+    const { store, call } = this.#o;
+    const { identity } = parts;
     await call('touch', () => store.touch(identity.key!, next));
     identity.record = { ...record, expiresAt: next };
     identity.outcome = 'set';
   }
 
-  async open(
+  /**
+   * Undefined when the session is open already: a store with synchronous
+   * access (`SessionStore.sync`) and nothing else to wait for (no lock, no
+   * record to discard, no legacy import) takes no turn of the event loop.
+   */
+  open(
     parts: SessionParts,
     request: IncomingRequest,
     incoming: IncomingValue,
     lock: boolean,
-  ): Promise<void> {
+  ): Promise<void> | undefined {
     const decoded = incoming.raw === undefined ? undefined : this.#o.ids.decode(incoming.raw);
     if (decoded && 'rejected' in decoded) this.#o.rejected(decoded.rejected);
     else if (decoded) {
-      const { identity } = parts;
-      try {
-        await this.#lookUp(parts, decoded.id, lock);
-      } catch (err) {
-        await this.release(parts);
-        throw err;
-      }
-      if (identity.record) {
-        identity.resign = decoded.resign;
-        if (incoming.via === 'url') identity.urlId = decoded.id;
-        return;
-      }
+      const sync = lock ? undefined : this.#o.store.sync;
+      const looking = sync
+        ? this.#lookUpNow(parts, decoded.id, sync)
+        : this.#lookUp(parts, decoded.id, lock);
+      if (!looking) return this.#opened(parts, request, incoming, decoded);
+      return looking.then(
+        () => this.#opened(parts, request, incoming, decoded),
+        async (err: unknown) => {
+          await this.release(parts);
+          throw err;
+        },
+      );
     }
-    if (this.#o.importLegacy) await this.#o.importLegacy(parts, request.header('cookie'));
+    return this.#o.importLegacy?.(parts, request.header('cookie'));
   }
 
-  async save(parts: SessionParts): Promise<void> {
+  /** After the look-up: a live session keeps its ID; otherwise the legacy importers may find one. */
+  #opened(
+    parts: SessionParts,
+    request: IncomingRequest,
+    incoming: IncomingValue,
+    decoded: DecodedId,
+  ): Promise<void> | undefined {
+    const { identity } = parts;
+    if (!identity.record) return this.#o.importLegacy?.(parts, request.header('cookie'));
+    identity.resign = decoded.resign;
+    if (incoming.via === 'url') identity.urlId = decoded.id;
+  }
+
+  /** Undefined when saved already: see `open`; the common save is one synchronous compare-and-set. */
+  save(parts: SessionParts): Promise<void> | undefined {
     const { identity, changes, flash } = parts;
     identity.retries = 0;
     if (identity.resign && identity.record) identity.outcome = 'set';
@@ -222,7 +264,13 @@ export class ServerPersistence implements Persistence {
     const flashOp = flash.drain();
     if (flashOp) changes.write(flashOp);
     changes.recordNestedChanges();
-    if (identity.retired !== undefined) await this.#retire(parts, true);
+    if (identity.retired === undefined) return this.#write(parts);
+    return this.#retire(parts, true).then(() => this.#write(parts));
+  }
+
+  /** Writes what the request changed: the record ends, is created, touched, or compare-and-set. */
+  #write(parts: SessionParts): Promise<void> | undefined {
+    const { identity, changes } = parts;
     const now = Date.now();
     if (
       expiresOnSave(
@@ -236,17 +284,25 @@ export class ServerPersistence implements Persistence {
     }
     const record = identity.record;
     if (!record) {
-      if (changes.data.size > 0) await this.#create(parts, changes.data);
-      else if (identity.hadIncomingId) identity.outcome = 'delete';
+      if (changes.data.size > 0) {
+        return this.#create(parts, changes.data).then(() => changes.saved(changes.data));
+      }
+      if (identity.hadIncomingId) identity.outcome = 'delete';
       changes.saved(changes.data);
       return;
     }
     if (changes.ops.length === 0) return this.#touch(parts, record);
-    const outcome = await this.#commits.commit(identity.key!, {
+    const outcome = this.#commits.commit(identity.key!, {
       base: record,
       data: changes.data,
       ops: changes.ops,
     });
+    if (outcome instanceof Promise) return outcome.then((done) => this.#committed(parts, done));
+    this.#committed(parts, outcome);
+  }
+
+  #committed(parts: SessionParts, outcome: CommitOutcome): void {
+    const { identity, changes } = parts;
     identity.record = outcome.record;
     identity.retries = outcome.retries;
     identity.outcome = outcome.record ? 'set' : 'delete';

@@ -18,9 +18,13 @@ export interface Persistence {
     request: IncomingRequest,
     incoming: IncomingValue,
     lock: boolean,
-  ): Promise<void>;
-  /** Saves what the request changed (`session.save()` and the commit of a non-5xx response). */
-  save(parts: SessionParts): Promise<void>;
+  ): Promise<void> | undefined;
+  /**
+   * Saves what the request changed (`session.save()` and the commit of a
+   * non-5xx response). Both return undefined when done already (a store that
+   * answered synchronously), sparing the caller a turn of the event loop.
+   */
+  save(parts: SessionParts): Promise<void> | undefined;
   /**
    * The commit of a 5xx response: nothing is saved, but a logout (`flush()`)
    * or a `cycleKey()` still deletes the old record, as Django deletes at once.

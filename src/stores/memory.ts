@@ -1,4 +1,10 @@
-import type { OwnedRecord, SessionStore, StoredSession, UpdateResult } from '../store.js';
+import type {
+  OwnedRecord,
+  SessionStore,
+  StoredSession,
+  SyncAccess,
+  UpdateResult,
+} from '../store.js';
 import { checkOptions, openGuard, positiveInteger } from './kit.js';
 import { LockTable } from './lock.js';
 
@@ -36,10 +42,8 @@ export function memoryStore(options?: MemoryStoreOptions): SessionStore {
     return record !== undefined && record.expiresAt > now ? record : undefined;
   };
 
-  return {
-    name: 'memory',
-
-    async get(key) {
+  const sync: SyncAccess = {
+    get(key) {
       guard.check();
       const record = records.use(key);
       if (record === undefined) return undefined;
@@ -50,6 +54,24 @@ export function memoryStore(options?: MemoryStoreOptions): SessionStore {
       return copy(record);
     },
 
+    update(key, record, expectedVersion) {
+      guard.check();
+      const current = live(key);
+      if (current === undefined) return 'missing';
+      if (current.version !== expectedVersion) return 'conflict';
+      records.set(key, copy(record));
+      return 'ok';
+    },
+  };
+
+  return {
+    name: 'memory',
+    sync,
+
+    async get(key) {
+      return sync.get(key);
+    },
+
     async create(key, record) {
       guard.check();
       if (live(key) !== undefined) return false;
@@ -58,12 +80,7 @@ export function memoryStore(options?: MemoryStoreOptions): SessionStore {
     },
 
     async update(key, record, expectedVersion): Promise<UpdateResult> {
-      guard.check();
-      const current = live(key);
-      if (current === undefined) return 'missing';
-      if (current.version !== expectedVersion) return 'conflict';
-      records.set(key, copy(record));
-      return 'ok';
+      return sync.update(key, record, expectedVersion);
     },
 
     async touch(key, expiresAt) {

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SessionStore, StoredSession } from '../../src/store.js';
+import { viaSync } from '../support/sync-access.js';
 
 export interface StoreCapabilities {
   /** The store implements `lock` and `unlock`. */
@@ -20,6 +21,11 @@ export interface StoreCapabilities {
   owners?: boolean;
   /** The store implements `count(now)`. */
   count?: boolean;
+  /**
+   * The store offers `sync`, the synchronous twins of `get` and `update`:
+   * every case runs a second time with those two answered by the twins.
+   */
+  sync?: boolean;
 }
 
 type Factory = () => Promise<SessionStore> | SessionStore;
@@ -327,6 +333,24 @@ export function describeStore(
       expect(await store.get(b)).toStrictEqual(recordB);
     });
 
+    it('offers synchronous get and update exactly when it declares them', () => {
+      expect(typeof store.sync?.get === 'function' && typeof store.sync.update === 'function').toBe(
+        Boolean(capabilities.sync),
+      );
+    });
+
+    if (capabilities.sync) {
+      it('throws StoreUnavailableError from its synchronous get and update after close', async () => {
+        const other = await factory();
+        await other.close();
+        const closed = { code: 'ERR_SATCHEL_STORE_UNAVAILABLE', store: other.name };
+        expect(() => other.sync!.get(newKey())).toThrow(expect.objectContaining(closed));
+        expect(() => other.sync!.update(newKey(), newRecord(), 1)).toThrow(
+          expect.objectContaining(closed),
+        );
+      });
+    }
+
     it('rejects calls after close with StoreUnavailableError', async () => {
       const other = await factory();
       await other.close();
@@ -467,4 +491,11 @@ export function describeStore(
       });
     }
   });
+
+  if (capabilities.sync) {
+    describeStore(`${name} (synchronous get and update)`, async () => viaSync(await factory()), {
+      ...capabilities,
+      sync: false,
+    });
+  }
 }

@@ -2,7 +2,12 @@ import { describe, expect, it, vi } from 'vitest';
 import { memoryStore } from '../../src/stores/memory.js';
 import { describeStore, newKey, newRecord } from './conformance.js';
 
-describeStore('memory', () => memoryStore(), { lock: true, owners: true, count: true });
+describeStore('memory', () => memoryStore(), {
+  lock: true,
+  owners: true,
+  count: true,
+  sync: true,
+});
 
 describe('memory store', () => {
   it('evicts least-recently-used records beyond maxEntries', async () => {

@@ -74,6 +74,7 @@ for (const { driver, skip } of drivers) {
     lock: true,
     owners: true,
     count: true,
+    sync: true,
     persistent: () => sqliteStore({ path, driver }),
   });
 

@@ -4,6 +4,7 @@ import type {
   ClearExpiredOptions,
   SessionStore,
   StoredSession,
+  SyncAccess,
   UpdateResult,
 } from '../../store.js';
 import { checkOptions, openGuard, positiveInteger, positiveNumber } from '../kit.js';
@@ -226,13 +227,40 @@ export function sqliteStore(options?: SqliteStoreOptions): SqliteStore {
     now,
   });
 
+  // better-sqlite3 and node:sqlite are synchronous: the core may call these directly.
+  const sync: SyncAccess = {
+    get(key) {
+      const row = run('get', () => statements.get.get(key, Date.now()) as Row | undefined);
+      return row === undefined ? undefined : toRecord(row);
+    },
+
+    update(key, record, expectedVersion) {
+      const write = { ...params(key, record, Date.now()), expectedVersion };
+      // A conflict and a missing row look the same to the UPDATE (no change);
+      // one transaction tells them apart consistently. Most saves keep the
+      // owner, the creation time and (within touchInterval) the expiry:
+      // `updateBody` then assigns no indexed column, `updateData` only the
+      // expiry, so the owner index is left alone (17 % fewer instructions
+      // for a load and save, bench/RESULTS.md run 6) and, mostly, the expiry
+      // index too (run 7). Each runs only when the one before changed nothing.
+      return run('update', () =>
+        db.transaction(() => {
+          if (Number(statements.updateBody.run(write).changes) === 1) return 'ok';
+          if (Number(statements.updateData.run(write).changes) === 1) return 'ok';
+          if (Number(statements.update.run(write).changes) === 1) return 'ok';
+          return statements.exists.get(key, write.now) === undefined ? 'missing' : 'conflict';
+        }),
+      );
+    },
+  };
+
   return {
     name: 'sqlite',
     driver: db.driver,
+    sync,
 
     async get(key) {
-      const row = run('get', () => statements.get.get(key, Date.now()) as Row | undefined);
-      return row === undefined ? undefined : toRecord(row);
+      return sync.get(key);
     },
 
     async count(now) {
@@ -261,22 +289,7 @@ export function sqliteStore(options?: SqliteStoreOptions): SqliteStore {
     },
 
     async update(key, record, expectedVersion): Promise<UpdateResult> {
-      const write = { ...params(key, record, Date.now()), expectedVersion };
-      // A conflict and a missing row look the same to the UPDATE (no change);
-      // one transaction tells them apart consistently. Most saves keep the
-      // owner, the creation time and (within touchInterval) the expiry:
-      // `updateBody` then assigns no indexed column, `updateData` only the
-      // expiry, so the owner index is left alone (17 % fewer instructions
-      // for a load and save, bench/RESULTS.md run 6) and, mostly, the expiry
-      // index too (run 7). Each runs only when the one before changed nothing.
-      return run('update', () =>
-        db.transaction(() => {
-          if (Number(statements.updateBody.run(write).changes) === 1) return 'ok';
-          if (Number(statements.updateData.run(write).changes) === 1) return 'ok';
-          if (Number(statements.update.run(write).changes) === 1) return 'ok';
-          return statements.exists.get(key, write.now) === undefined ? 'missing' : 'conflict';
-        }),
-      );
+      return sync.update(key, record, expectedVersion);
     },
 
     async touch(key, expiresAt) {
