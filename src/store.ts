@@ -26,6 +26,9 @@ export interface SessionStore {
    * records are at hand (this process's memory, an embedded database with a
    * synchronous driver). The manager then loads and saves a session without
    * waiting a turn of the event loop per store call (bench/RESULTS.md, run 8).
+   * It calls them only while `get` and `update` are the forwarders
+   * `forwardingTo(sync)` made, so a wrapper that replaces either (to count,
+   * delay or fail calls) is never bypassed.
    */
   readonly sync?: SyncAccess;
   /** The record, or undefined when absent or expired. Never creates anything. */
@@ -111,4 +114,34 @@ export interface CookieStore {
 
 export function isCookieStore(store: SessionStore | CookieStore): store is CookieStore {
   return (store as CookieStore).kind === 'cookie';
+}
+
+const FORWARDS = Symbol('satchel.forwardsToSync');
+
+type Forwarder = { [FORWARDS]?: SyncAccess };
+
+/**
+ * A store's `sync`, with `get` and `update` that answer through it (each
+ * looks its twin up at every call), marked so the manager may call the twins
+ * directly: spread these into a store that offers synchronous access.
+ */
+export function forwardingTo(
+  sync: SyncAccess,
+): Required<Pick<SessionStore, 'sync' | 'get' | 'update'>> {
+  const get = async (key: string) => sync.get(key);
+  const update = async (key: string, record: StoredSession, expectedVersion: number) =>
+    sync.update(key, record, expectedVersion);
+  (get as Forwarder)[FORWARDS] = sync;
+  (update as Forwarder)[FORWARDS] = sync;
+  return { sync, get, update };
+}
+
+/** The store's synchronous twins, if its `get` and `update` are still the forwarders to them. */
+export function syncAccess(store: SessionStore): SyncAccess | undefined {
+  const sync = store.sync;
+  return sync !== undefined &&
+    (store.get as Forwarder)[FORWARDS] === sync &&
+    (store.update as Forwarder)[FORWARDS] === sync
+    ? sync
+    : undefined;
 }

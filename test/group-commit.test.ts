@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConflictError, createSessions, type Session, type Sessions } from '../src/index.js';
+import type { SessionStore } from '../src/store.js';
 import { memoryStore } from '../src/stores/memory.js';
 import { exchange, fakeRequest } from './helpers.js';
 import { asyncOnly } from './support/sync-access.js';
@@ -31,9 +32,9 @@ describe('group commit: the queued commits of one session are one write', () => 
     expect(update.mock.calls.length).toBeLessThanOrEqual(2);
   });
 
-  it('keeps all 64 items of 64 concurrent adds on a store that answers synchronously, each late one replayed once', async () => {
-    // No queue forms (each write lands at once); a commit whose load is
-    // older than the last save conflicts once and is replayed on it.
+  it('keeps all 64 items of 64 concurrent adds on a store that answers synchronously, in 64 writes and no conflict', async () => {
+    // No queue forms (each write lands at once); a commit whose load is older
+    // than this process's last save is replayed on that save, not conflicted.
     const store = memoryStore();
     sessions = createSessions({ store });
     const first = await exchange(sessions, undefined, (s) => s.set('cart', []));
@@ -45,7 +46,7 @@ describe('group commit: the queued commits of one session are one write', () => 
     expect(results.every((r) => r.headers.some(([h]) => h === 'set-cookie'))).toBe(true);
     const cart = (await loadMany(1, `sessionid=${first.value}`))[0]!.get('cart') as string[];
     expect(new Set(cart).size).toBe(64);
-    expect(update.mock.calls.length).toBe(1 + 63 * 2);
+    expect(update.mock.calls.length).toBe(64);
   });
 
   it('saves the others when one request in a batch cannot be saved (too large)', async () => {
@@ -85,11 +86,18 @@ describe('group commit: the queued commits of one session are one write', () => 
   });
 });
 
+/** Where each write lands at once (memory), and where it is awaited (as Redis or PostgreSQL). */
+const STORE_KINDS = [
+  ['synchronous', () => memoryStore()],
+  ['asynchronous', () => asyncOnly(memoryStore())],
+] as const;
+
 /** Two processes on one store: this one (`sessions`) and `other`, closed afterwards. */
 async function twoProcesses(
+  newStore: () => SessionStore,
   run: (here: Sessions<any>, other: Sessions<any>) => Promise<void>,
 ): Promise<void> {
-  const store = memoryStore();
+  const store = newStore();
   const here = createSessions({ store });
   sessions = here;
   const other = createSessions({ store });
@@ -100,111 +108,113 @@ async function twoProcesses(
   }
 }
 
-describe('the parsed data a process keeps instead of parsing again', () => {
-  const cookieOf = (value: string | undefined) => `sessionid=${value}`;
+for (const [kind, newStore] of STORE_KINDS) {
+  describe(`the parsed data a process keeps instead of parsing again (${kind} store)`, () => {
+    const cookieOf = (value: string | undefined) => `sessionid=${value}`;
 
-  it('reads what another process saved since, never the copy it kept', async () => {
-    await twoProcesses(async (here, other) => {
-      const first = await exchange(here, undefined, (s) => s.set('cart', ['a']));
-      await exchange(other, first.value, (s) => s.update('cart', (c: string[]) => [...c, 'b']));
-      const again = await here.load(fakeRequest(cookieOf(first.value)));
-      expect(again.get('cart')).toEqual(['a', 'b']);
+    it('reads what another process saved since, never the copy it kept', async () => {
+      await twoProcesses(newStore, async (here, other) => {
+        const first = await exchange(here, undefined, (s) => s.set('cart', ['a']));
+        await exchange(other, first.value, (s) => s.update('cart', (c: string[]) => [...c, 'b']));
+        const again = await here.load(fakeRequest(cookieOf(first.value)));
+        expect(again.get('cart')).toEqual(['a', 'b']);
+      });
     });
-  });
 
-  it('is not changed by a handler that changes a value in place after the commit', async () => {
-    sessions = createSessions({ store: memoryStore() });
-    const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
-    const s = await sessions.load(fakeRequest(cookieOf(first.value)));
-    const cart = s.update('cart', (c: string[]) => [...c, 'b']) as string[];
-    await sessions.commit(s, 200);
-    cart.push('never saved');
-    const next = await sessions.load(fakeRequest(cookieOf(first.value)));
-    expect(next.get('cart')).toEqual(['a', 'b']);
-  });
-
-  it('keeps both items when an updater changes the loaded value in place and a conflict replays it', async () => {
-    await twoProcesses(async (here, other) => {
-      const first = await exchange(here, undefined, (s) => s.set('cart', ['a']));
-      const mine = await here.load(fakeRequest(cookieOf(first.value)));
-      const theirs = await other.load(fakeRequest(cookieOf(first.value)));
-      const push = (item: string) => (c: string[]) => {
-        c.push(item);
-        return c;
-      };
-      mine.update('cart', push('mine'));
-      theirs.update('cart', push('theirs'));
-      await other.commit(theirs, 200);
-      await here.commit(mine, 200);
-      const after = await here.load(fakeRequest(cookieOf(first.value)));
-      expect(after.get('cart')).toEqual(['a', 'theirs', 'mine']);
-    });
-  });
-
-  it('never lets a change made while the save is awaited reach the next load', async () => {
-    await twoProcesses(async (here, other) => {
-      const first = await exchange(here, undefined, (s) => s.set('cart', ['a']));
-      const s = await here.load(fakeRequest(cookieOf(first.value)));
+    it('is not changed by a handler that changes a value in place after the commit', async () => {
+      sessions = createSessions({ store: newStore() });
+      const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
+      const s = await sessions.load(fakeRequest(cookieOf(first.value)));
       const cart = s.update('cart', (c: string[]) => [...c, 'b']) as string[];
-      const saving = here.commit(s, 200);
-      cart.length = 0; // code after res.redirect(), say: never saved
-      await saving;
-      const mine = await here.load(fakeRequest(cookieOf(first.value)));
-      const there = await other.load(fakeRequest(cookieOf(first.value)));
-      expect(mine.get('cart')).toEqual(['a', 'b']);
-      expect(there.get('cart')).toEqual(['a', 'b']);
+      await sessions.commit(s, 200);
+      cart.push('never saved');
+      const next = await sessions.load(fakeRequest(cookieOf(first.value)));
+      expect(next.get('cart')).toEqual(['a', 'b']);
     });
-  });
 
-  it('saves nothing of an updater that changed its value in place and then threw', async () => {
-    sessions = createSessions({ store: memoryStore() });
-    const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
-    const s = await sessions.load(fakeRequest(cookieOf(first.value)));
-    expect(() =>
+    it('keeps both items when an updater changes the loaded value in place and a conflict replays it', async () => {
+      await twoProcesses(newStore, async (here, other) => {
+        const first = await exchange(here, undefined, (s) => s.set('cart', ['a']));
+        const mine = await here.load(fakeRequest(cookieOf(first.value)));
+        const theirs = await other.load(fakeRequest(cookieOf(first.value)));
+        const push = (item: string) => (c: string[]) => {
+          c.push(item);
+          return c;
+        };
+        mine.update('cart', push('mine'));
+        theirs.update('cart', push('theirs'));
+        await other.commit(theirs, 200);
+        await here.commit(mine, 200);
+        const after = await here.load(fakeRequest(cookieOf(first.value)));
+        expect(after.get('cart')).toEqual(['a', 'theirs', 'mine']);
+      });
+    });
+
+    it('never lets a change made while the save is awaited reach the next load', async () => {
+      await twoProcesses(newStore, async (here, other) => {
+        const first = await exchange(here, undefined, (s) => s.set('cart', ['a']));
+        const s = await here.load(fakeRequest(cookieOf(first.value)));
+        const cart = s.update('cart', (c: string[]) => [...c, 'b']) as string[];
+        const saving = here.commit(s, 200);
+        cart.length = 0; // code after res.redirect(), say: never saved
+        await saving;
+        const mine = await here.load(fakeRequest(cookieOf(first.value)));
+        const there = await other.load(fakeRequest(cookieOf(first.value)));
+        expect(mine.get('cart')).toEqual(['a', 'b']);
+        expect(there.get('cart')).toEqual(['a', 'b']);
+      });
+    });
+
+    it('saves nothing of an updater that changed its value in place and then threw', async () => {
+      sessions = createSessions({ store: newStore() });
+      const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
+      const s = await sessions.load(fakeRequest(cookieOf(first.value)));
+      expect(() =>
+        s.update('cart', (c: string[]) => {
+          c.push('half done');
+          throw new Error('cart is full');
+        }),
+      ).toThrow('cart is full');
+      s.set('seen', true);
+      await sessions.commit(s, 200);
+      const next = await sessions.load(fakeRequest(cookieOf(first.value)));
+      expect(next.get('cart')).toEqual(['a']);
+    });
+
+    it('keeps a concurrent update when an updater reads its own key', async () => {
+      await twoProcesses(newStore, async (here, other) => {
+        const first = await exchange(here, undefined, (s) => s.set('cart', ['a']));
+        const mine = await here.load(fakeRequest(cookieOf(first.value)));
+        const theirs = await other.load(fakeRequest(cookieOf(first.value)));
+        theirs.update('cart', (c: string[]) => [...c, 'theirs']);
+        await other.commit(theirs, 200);
+        mine.update('cart', (c: string[]) => {
+          mine.get('cart'); // a logging helper, say
+          c.push('mine');
+          return c;
+        });
+        await here.commit(mine, 200);
+        const after = await here.load(fakeRequest(cookieOf(first.value)));
+        expect(after.get('cart')).toEqual(['a', 'theirs', 'mine']);
+      });
+    });
+
+    it('applies an in-place change once when the value was read before the update', async () => {
+      sessions = createSessions({ store: newStore() });
+      const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
+      const s = await sessions.load(fakeRequest(cookieOf(first.value)));
+      const seen = s.get('cart') as string[];
       s.update('cart', (c: string[]) => {
-        c.push('half done');
-        throw new Error('cart is full');
-      }),
-    ).toThrow('cart is full');
-    s.set('seen', true);
-    await sessions.commit(s, 200);
-    const next = await sessions.load(fakeRequest(cookieOf(first.value)));
-    expect(next.get('cart')).toEqual(['a']);
-  });
-
-  it('keeps a concurrent update when an updater reads its own key', async () => {
-    await twoProcesses(async (here, other) => {
-      const first = await exchange(here, undefined, (s) => s.set('cart', ['a']));
-      const mine = await here.load(fakeRequest(cookieOf(first.value)));
-      const theirs = await other.load(fakeRequest(cookieOf(first.value)));
-      theirs.update('cart', (c: string[]) => [...c, 'theirs']);
-      await other.commit(theirs, 200);
-      mine.update('cart', (c: string[]) => {
-        mine.get('cart'); // a logging helper, say
-        c.push('mine');
+        c.push('b');
         return c;
       });
-      await here.commit(mine, 200);
-      const after = await here.load(fakeRequest(cookieOf(first.value)));
-      expect(after.get('cart')).toEqual(['a', 'theirs', 'mine']);
+      expect(seen).toEqual(['a']);
+      await sessions.commit(s, 200);
+      const next = await sessions.load(fakeRequest(cookieOf(first.value)));
+      expect(next.get('cart')).toEqual(['a', 'b']);
     });
   });
-
-  it('applies an in-place change once when the value was read before the update', async () => {
-    sessions = createSessions({ store: memoryStore() });
-    const first = await exchange(sessions, undefined, (s) => s.set('cart', ['a']));
-    const s = await sessions.load(fakeRequest(cookieOf(first.value)));
-    const seen = s.get('cart') as string[];
-    s.update('cart', (c: string[]) => {
-      c.push('b');
-      return c;
-    });
-    expect(seen).toEqual(['a']);
-    await sessions.commit(s, 200);
-    const next = await sessions.load(fakeRequest(cookieOf(first.value)));
-    expect(next.get('cart')).toEqual(['a', 'b']);
-  });
-});
+}
 
 describe('retries against other processes are bounded by time', () => {
   it('keeps retrying a contended compare-and-set until retryTimeout, then answers ConflictError', async () => {

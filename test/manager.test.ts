@@ -9,6 +9,7 @@ import {
 } from '../src/index.js';
 import { memoryStore } from '../src/stores/memory.js';
 import { exchange, fakeRequest } from './helpers.js';
+import { asyncOnly } from './support/sync-access.js';
 
 let sessions: Sessions<any>;
 let store: SessionStore;
@@ -27,7 +28,8 @@ function make(options: Parameters<typeof createSessions>[0] = {}): Sessions<any>
 function spyWrites(s: SessionStore) {
   return {
     create: vi.spyOn(s, 'create'),
-    update: vi.spyOn(s, 'update'),
+    // The memory store's update calls its synchronous twin, which the core may also call directly.
+    update: vi.spyOn(s.sync!, 'update'),
     touch: vi.spyOn(s, 'touch'),
     destroy: vi.spyOn(s, 'destroy'),
   };
@@ -343,19 +345,78 @@ describe('corrupt data and a store that is down', () => {
     expect(JSON.stringify(warn.mock.calls)).not.toContain(key);
   });
 
-  it('turns a store failure into StoreUnavailableError naming the store', async () => {
-    make();
-    vi.spyOn(store.sync!, 'get').mockImplementation(() => {
-      throw new Error('connect ECONNREFUSED 127.0.0.1:6379');
-    });
-    await expect(sessions.load(fakeRequest(`sessionid=${generateId()}`))).rejects.toMatchObject({
-      name: 'StoreUnavailableError',
-      code: 'ERR_SATCHEL_STORE_UNAVAILABLE',
-      status: 503,
-      message: '[satchel] [memory] get failed: connect ECONNREFUSED 127.0.0.1:6379',
-    });
+  it('turns a store failure into StoreUnavailableError naming the store, thrown or rejected', async () => {
+    for (const wrap of [(s: SessionStore) => s, asyncOnly]) {
+      store = memoryStore();
+      sessions = createSessions({ store: wrap(store) });
+      vi.spyOn(store.sync!, 'get').mockImplementation(() => {
+        throw new Error('connect ECONNREFUSED 127.0.0.1:6379');
+      });
+      const loading = sessions.load(fakeRequest(`sessionid=${generateId()}`));
+      expect(loading).toBeInstanceOf(Promise);
+      await expect(loading).rejects.toMatchObject({
+        name: 'StoreUnavailableError',
+        code: 'ERR_SATCHEL_STORE_UNAVAILABLE',
+        status: 503,
+        message: '[satchel] [memory] get failed: connect ECONNREFUSED 127.0.0.1:6379',
+      });
+      await sessions.close();
+    }
   });
 });
+
+describe('stores that answer synchronously', () => {
+  it('never bypasses a wrapper that replaces get or update (one that audits, delays or fails calls)', async () => {
+    const inner = memoryStore();
+    const seen: string[] = [];
+    const audited: SessionStore = {
+      ...inner,
+      get: (key) => (seen.push('get'), inner.get(key)),
+      update: (key, record, version) => (seen.push('update'), inner.update(key, record, version)),
+    };
+    sessions = createSessions({ store: audited });
+    const first = await exchange(sessions, undefined, (s) => s.set('n', 1));
+    await exchange(sessions, first.value, (s) => s.set('n', 2));
+    expect(seen).toEqual(['get', 'update']);
+    await sessions.close();
+  });
+
+  it('loads and saves with a few promise jobs, not one or more per store call', async () => {
+    const jobs: Record<string, number> = {};
+    for (const [kind, wrap] of [
+      ['synchronous', (s: SessionStore) => s],
+      ['asynchronous', asyncOnly],
+    ] as const) {
+      sessions = createSessions({ store: wrap(memoryStore()) });
+      const first = await exchange(sessions, undefined, (s) => s.set('n', 1));
+      jobs[kind] = await jobsDuring(async () => {
+        const session = await sessions.load(fakeRequest(`sessionid=${first.value}`));
+        session.set('n', 2);
+        await sessions.commit(session, 200);
+      });
+      expect((await sessions.load(fakeRequest(`sessionid=${first.value}`))).get('n')).toBe(2);
+      await sessions.close();
+    }
+    // Two store calls (get, update): awaited, each costs jobs at every layer it passes.
+    expect(jobs.synchronous).toBeLessThanOrEqual(3);
+    expect(jobs.asynchronous).toBeGreaterThanOrEqual(jobs.synchronous! + 4);
+  });
+});
+
+/** How many promise jobs (microtasks) ran while `work` did. */
+async function jobsDuring(work: () => Promise<void>): Promise<number> {
+  let jobs = 0;
+  let done = false;
+  const tick = () => {
+    if (done) return;
+    jobs++;
+    queueMicrotask(tick);
+  };
+  queueMicrotask(tick);
+  await work();
+  done = true;
+  return jobs;
+}
 
 describe('concurrency', () => {
   it('keeps every update when many requests update one session at once', async () => {

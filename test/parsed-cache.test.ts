@@ -54,9 +54,23 @@ describe('the parsed data a process keeps for its sessions', () => {
     expect(cache.read('k199', text)).toBeDefined();
   });
 
-  it('keeps nothing for a serializer other than the built-in JSON one (its copy may not be what parsing gives)', () => {
+  it('copies nothing for a serializer other than the built-in JSON one (its copy may not be what parsing gives), but keeps its record', () => {
     const cache = cacheWith({ ...jsonSerializer, name: 'custom' });
-    remember(cache, 'k', '{"n":1}', new Map([['n', 1]]));
+    const record = { data: '{"n":1}', version: 3, createdAt: 1, expiresAt: 2 };
+    cache.keep('k', cache.snapshot(record.data, new Map([['n', 1]])), record);
     expect(cache.read('k', '{"n":1}')).toBeUndefined();
+    expect(cache.record('k')).toBe(record);
+  });
+
+  it('tells the record it last kept for a session until that session is forgotten', () => {
+    const cache = cacheWith();
+    expect(cache.record('k')).toBeUndefined();
+    const first = { data: '{"n":1}', version: 1, createdAt: 1, expiresAt: 2 };
+    const second = { ...first, data: '{"n":2}', version: 2 };
+    cache.keep('k', cache.snapshot(first.data, new Map([['n', 1]])), first);
+    cache.keep('k', cache.snapshot(second.data, new Map([['n', 2]])), second);
+    expect(cache.record('k')).toBe(second);
+    cache.forget('k');
+    expect(cache.record('k')).toBeUndefined();
   });
 });

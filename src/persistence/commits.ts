@@ -6,7 +6,7 @@ import { type ConflictMessage, channels } from '../diagnostics.js';
 import { ConflictError, SatchelError, SessionInterruptedError } from '../errors.js';
 import type { Events } from '../events.js';
 import { computeExpiresAt, type ExpiryPolicy, savedExpiry } from '../expiry.js';
-import type { SessionStore, StoredSession, SyncAccess } from '../store.js';
+import { type SessionStore, type StoredSession, type SyncAccess, syncAccess } from '../store.js';
 import type { StoreCall, StoreCallNow } from './call.js';
 import type { Parsed, ParsedCache } from './parsed.js';
 
@@ -92,10 +92,14 @@ export class CommitQueue {
   commit(key: string, request: CommitRequest): CommitOutcome | Promise<CommitOutcome> {
     const queue = this.#waiting.get(key);
     if (queue) return new Promise((resolve, reject) => queue.push({ request, resolve, reject }));
-    const at = this.#start(key, [request]);
-    const sync = this.#o.store.sync;
+    // No queue: nothing of this process's is in flight, but it may have saved since this load.
+    const at = this.#start(key, [request], this.#o.parsed.record(key));
+    const sync = syncAccess(this.#o.store);
     const outcome = sync && this.#writeNow(key, sync, at);
     if (outcome) return outcome;
+    // A listener the attempt called (diagnostics, events) may have begun a write of this session.
+    const begun = this.#waiting.get(key);
+    if (begun) return new Promise((resolve, reject) => begun.push({ request, resolve, reject }));
     this.#waiting.set(key, []);
     return this.#writeFirst(key, at);
   }
@@ -132,6 +136,7 @@ export class CommitQueue {
         this.#start(
           key,
           batch.map((w) => w.request),
+          this.#written.get(key),
         ),
       );
     } catch (err) {
@@ -149,9 +154,9 @@ export class CommitQueue {
   }
 
   /** Where a write of `requests` starts: the newest record known, with their changes on it. */
-  #start(key: string, requests: CommitRequest[]): WriteState {
+  #start(key: string, requests: CommitRequest[], known: StoredSession | undefined): WriteState {
     const ops = requests.length === 1 ? requests[0]!.ops : requests.flatMap((r) => r.ops);
-    const base = newestOf(this.#written.get(key), requests);
+    const base = newestOf(requests, known);
     const data =
       requests.length === 1 && base.version === requests[0]!.base.version
         ? requests[0]!.data
@@ -218,7 +223,7 @@ export class CommitQueue {
     record: StoredSession,
     snapshot: Parsed | undefined,
   ): CommitOutcome {
-    this.#o.parsed.keep(key, snapshot);
+    this.#o.parsed.keep(key, snapshot, record);
     return { data: at.data, record, retries: at.attempt - 1, setting: at.data.get(EXPIRY_KEY) };
   }
 
@@ -275,11 +280,11 @@ export class CommitQueue {
   }
 }
 
-/** The newest record among what this process wrote and what the requests loaded. */
-function newestOf(written: StoredSession | undefined, requests: CommitRequest[]): StoredSession {
-  let newest = written;
-  for (const { base } of requests) if (!newest || base.version > newest.version) newest = base;
-  return newest!;
+/** The newest record among what the requests loaded and what this process knows of since. */
+function newestOf(requests: CommitRequest[], known: StoredSession | undefined): StoredSession {
+  let newest = requests[0]!.base;
+  for (const { base } of requests) if (base.version > newest.version) newest = base;
+  return known && known.version > newest.version ? known : newest;
 }
 
 /** Errors about the session or the store, not about one request's changes. */

@@ -1,5 +1,6 @@
 import type { SessionMap } from '../changes.js';
 import type { Serializer } from '../serializers.js';
+import type { StoredSession } from '../store.js';
 import { jsonSerializer } from '../serializers/json.js';
 
 /** Sessions whose parsed data is kept; the least recently used goes first. */
@@ -12,7 +13,10 @@ const MAX_TEXT = 64 * 1024;
 /** A private copy of a session's data, and the exact text it is stored as. */
 export interface Parsed {
   readonly text: string;
-  readonly data: SessionMap;
+  /** Undefined for a custom serializer's data, which is parsed every time. */
+  readonly data: SessionMap | undefined;
+  /** The record read or written with that text (set when kept). */
+  record?: StoredSession;
 }
 
 /**
@@ -24,8 +28,9 @@ export interface Parsed {
  * different text (another process wrote) is a miss, so nothing can go stale;
  * entries are per session, so no session's timing depends on another's data.
  *
- * Only for the built-in JSON serializer, whose copy is exactly what parsing
- * its text gives back; a custom serializer's data is parsed every time.
+ * Copies only for the built-in JSON serializer, whose copy is exactly what
+ * parsing its text gives back; a custom serializer's data is parsed every
+ * time, but its record is kept all the same (see `record`).
  */
 export class ParsedCache {
   readonly #entries = new Map<string, Parsed>();
@@ -41,7 +46,7 @@ export class ParsedCache {
     const entry = this.#entries.get(key);
     // A different text is older (a group commit's other sessions read back
     // later) or newer (another process wrote): kept either way until replaced.
-    if (entry === undefined || entry.text !== text) return undefined;
+    if (entry?.data === undefined || entry.text !== text) return undefined;
     this.#drop(key, entry);
     this.#add(key, entry);
     return this.#copy(entry.data);
@@ -53,19 +58,37 @@ export class ParsedCache {
    * Undefined when it would not be kept.
    */
   snapshot(text: string, data: SessionMap): Parsed | undefined {
-    if (this.#clone === undefined || text.length > MAX_TEXT) return undefined;
-    return { text, data: this.#copy(data) };
+    if (text.length > MAX_TEXT) return undefined;
+    // `record` is set by keep(); declared here so that setting it does not reshape the object.
+    return {
+      text,
+      data: this.#clone === undefined ? undefined : this.#copy(data),
+      record: undefined,
+    };
   }
 
-  /** The session is now stored as `snapshot` says (undefined: forget what was kept). */
-  keep(key: string, snapshot: Parsed | undefined): void {
+  /**
+   * The session is now stored as `record`, whose data `snapshot` copied
+   * (undefined: forget what was kept).
+   */
+  keep(key: string, snapshot: Parsed | undefined, record?: StoredSession): void {
     this.forget(key);
     if (snapshot === undefined) return;
+    snapshot.record = record;
     this.#add(key, snapshot);
     for (const [oldest, entry] of this.#entries) {
       if (this.#entries.size <= MAX_ENTRIES && this.#totalText <= MAX_TOTAL_TEXT) break;
       this.#drop(oldest, entry);
     }
+  }
+
+  /**
+   * The record this process last read or wrote for `key`, while kept: a
+   * commit whose load is older starts from it instead of conflicting with
+   * this process's own save (`commits.ts`).
+   */
+  record(key: string): StoredSession | undefined {
+    return this.#entries.get(key)?.record;
   }
 
   forget(key: string): void {

@@ -12,7 +12,7 @@ import {
 import { storeKey } from '../ids.js';
 import type { SessionLocks } from '../locks.js';
 import type { SessionParts } from '../session.js';
-import type { SessionStore, StoredSession, SyncAccess } from '../store.js';
+import { type SessionStore, type StoredSession, type SyncAccess, syncAccess } from '../store.js';
 import type { StoreCall, StoreCallNow } from './call.js';
 import { type CommitOutcome, CommitQueue } from './commits.js';
 import { ParsedCache } from './parsed.js';
@@ -73,7 +73,7 @@ export class ServerPersistence implements Persistence {
   /** Parses a record this process has not seen as it is now, and keeps the result for the next load. */
   #parse(key: string, record: StoredSession): SessionMap | undefined {
     const data = this.#o.codec.parse(record);
-    if (data) this.#parsed.keep(key, this.#parsed.snapshot(record.data, data));
+    if (data) this.#parsed.keep(key, this.#parsed.snapshot(record.data, data), record);
     return data;
   }
 
@@ -139,7 +139,7 @@ export class ServerPersistence implements Persistence {
       };
       // false only if 256 random bits collided with a live session: draw again.
       if (await call('create', () => store.create(key, record))) {
-        this.#parsed.keep(key, snapshot);
+        this.#parsed.keep(key, snapshot, record);
         identity.record = record;
         identity.outcome = 'set';
         changes.saved(data);
@@ -226,7 +226,7 @@ export class ServerPersistence implements Persistence {
     const decoded = incoming.raw === undefined ? undefined : this.#o.ids.decode(incoming.raw);
     if (decoded && 'rejected' in decoded) this.#o.rejected(decoded.rejected);
     else if (decoded) {
-      const sync = lock ? undefined : this.#o.store.sync;
+      const sync = lock ? undefined : syncAccess(this.#o.store);
       const looking = sync
         ? this.#lookUpNow(parts, decoded.id, sync)
         : this.#lookUp(parts, decoded.id, lock);

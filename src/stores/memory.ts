@@ -1,9 +1,9 @@
-import type {
-  OwnedRecord,
-  SessionStore,
-  StoredSession,
-  SyncAccess,
-  UpdateResult,
+import {
+  forwardingTo,
+  type OwnedRecord,
+  type SessionStore,
+  type StoredSession,
+  type SyncAccess,
 } from '../store.js';
 import { checkOptions, openGuard, positiveInteger } from './kit.js';
 import { LockTable } from './lock.js';
@@ -66,21 +66,13 @@ export function memoryStore(options?: MemoryStoreOptions): SessionStore {
 
   return {
     name: 'memory',
-    sync,
-
-    async get(key) {
-      return sync.get(key);
-    },
+    ...forwardingTo(sync),
 
     async create(key, record) {
       guard.check();
       if (live(key) !== undefined) return false;
       records.set(key, copy(record));
       return true;
-    },
-
-    async update(key, record, expectedVersion): Promise<UpdateResult> {
-      return sync.update(key, record, expectedVersion);
     },
 
     async touch(key, expiresAt) {

@@ -15,6 +15,7 @@ import { fileStore } from '../../src/stores/file.js';
 import { memoryStore } from '../../src/stores/memory.js';
 import { sqliteStore } from '../../src/stores/sqlite.js';
 import { Browser } from '../helpers.js';
+import { asyncOnly } from '../support/sync-access.js';
 
 /** What a route answers, independent of the framework. */
 export interface Reply {
@@ -223,47 +224,53 @@ export function describeAdapter(name: string, start: StartServer): void {
       expect(browser.cookie).not.toBe('A'.repeat(43));
     });
 
-    it('answers 503 with a plain message when the store is down, and stays up', async () => {
-      const store = memoryStore();
-      const browser = await boot(store);
-      await browser.fetch('/set?key=a&value=1', { method: 'POST' });
-      // The memory store's get and update call their synchronous twins, which the core may also call.
-      const spy = vi.spyOn(store.sync!, 'get').mockImplementation(() => {
-        throw new Error('connect ECONNREFUSED');
+    // The memory store answers at once; wrapped, it is awaited as Redis or PostgreSQL would be.
+    for (const [kind, wrap] of [
+      ['synchronous', (store: SessionStore) => store],
+      ['asynchronous', asyncOnly],
+    ] as const) {
+      it(`answers 503 with a plain message when the store is down, and stays up (${kind} store)`, async () => {
+        const store = memoryStore();
+        const browser = await boot(wrap(store));
+        await browser.fetch('/set?key=a&value=1', { method: 'POST' });
+        // The memory store's get and update call their synchronous twins, which the core may also call.
+        const spy = vi.spyOn(store.sync!, 'get').mockImplementation(() => {
+          throw new Error('connect ECONNREFUSED');
+        });
+        const down = await browser.fetch('/get?key=a');
+        expect(down.status).toBe(503);
+        expect(down.headers.get('content-type')).toMatch(/^text\/plain/);
+        expect(await down.text()).toBe(
+          'Service Unavailable: the session store cannot be reached; please try again shortly.\n',
+        );
+        // One failed request, one log line.
+        expect(errors).toEqual([
+          [
+            '[satchel] [memory] get failed: connect ECONNREFUSED',
+            expect.objectContaining({ code: 'ERR_SATCHEL_STORE_UNAVAILABLE' }),
+          ],
+        ]);
+        spy.mockRestore();
+        const update = vi.spyOn(store.sync!, 'update').mockImplementation(() => {
+          throw new Error('disk full');
+        });
+        const failedSave = await browser.fetch('/set?key=a&value=2', { method: 'POST' });
+        expect(failedSave.status).toBe(503);
+        expect(errors).toHaveLength(2);
+        update.mockRestore();
+        expect(await (await browser.fetch('/get?key=a')).json()).toBe('1');
       });
-      const down = await browser.fetch('/get?key=a');
-      expect(down.status).toBe(503);
-      expect(down.headers.get('content-type')).toMatch(/^text\/plain/);
-      expect(await down.text()).toBe(
-        'Service Unavailable: the session store cannot be reached; please try again shortly.\n',
-      );
-      // One failed request, one log line.
-      expect(errors).toEqual([
-        [
-          '[satchel] [memory] get failed: connect ECONNREFUSED',
-          expect.objectContaining({ code: 'ERR_SATCHEL_STORE_UNAVAILABLE' }),
-        ],
-      ]);
-      spy.mockRestore();
-      const update = vi.spyOn(store.sync!, 'update').mockImplementation(() => {
-        throw new Error('disk full');
-      });
-      const failedSave = await browser.fetch('/set?key=a&value=2', { method: 'POST' });
-      expect(failedSave.status).toBe(503);
-      expect(errors).toHaveLength(2);
-      update.mockRestore();
-      expect(await (await browser.fetch('/get?key=a')).json()).toBe('1');
-    });
 
-    it('answers 400 when another request logged the session out mid-request', async () => {
-      const store = memoryStore();
-      const browser = await boot(store);
-      await browser.fetch('/add?item=a', { method: 'POST' });
-      vi.spyOn(store.sync!, 'update').mockReturnValueOnce('missing');
-      const res = await browser.fetch('/add?item=b', { method: 'POST' });
-      expect(res.status).toBe(400);
-      expect(await res.text()).toMatch(/deleted before the request completed/);
-    });
+      it(`answers 400 when another request logged the session out mid-request (${kind} store)`, async () => {
+        const store = memoryStore();
+        const browser = await boot(wrap(store));
+        await browser.fetch('/add?item=a', { method: 'POST' });
+        vi.spyOn(store.sync!, 'update').mockReturnValueOnce('missing');
+        const res = await browser.fetch('/add?item=b', { method: 'POST' });
+        expect(res.status).toBe(400);
+        expect(await res.text()).toMatch(/deleted before the request completed/);
+      });
+    }
 
     for (const [storeName, makeStore] of stores) {
       it(`keeps all 200 items when 200 requests add to one cart at once (${storeName} store)`, async () => {

@@ -1,11 +1,11 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import { ConfigError } from '../../errors.js';
-import type {
-  ClearExpiredOptions,
-  SessionStore,
-  StoredSession,
-  SyncAccess,
-  UpdateResult,
+import {
+  type ClearExpiredOptions,
+  forwardingTo,
+  type SessionStore,
+  type StoredSession,
+  type SyncAccess,
 } from '../../store.js';
 import { checkOptions, openGuard, positiveInteger, positiveNumber } from '../kit.js';
 import { type CacheSize, clearExpiredRows, largerCacheWhileClearing } from './clear.js';
@@ -257,11 +257,7 @@ export function sqliteStore(options?: SqliteStoreOptions): SqliteStore {
   return {
     name: 'sqlite',
     driver: db.driver,
-    sync,
-
-    async get(key) {
-      return sync.get(key);
-    },
+    ...forwardingTo(sync),
 
     async count(now) {
       return run('count', () => (statements.count.get(now) as { n: number }).n);
@@ -286,10 +282,6 @@ export function sqliteStore(options?: SqliteStoreOptions): SqliteStore {
         'create',
         () => Number(statements.create.run(params(key, record, Date.now())).changes) === 1,
       );
-    },
-
-    async update(key, record, expectedVersion): Promise<UpdateResult> {
-      return sync.update(key, record, expectedVersion);
     },
 
     async touch(key, expiresAt) {
