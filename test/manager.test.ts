@@ -371,8 +371,14 @@ describe('stores that answer synchronously', () => {
     const seen: string[] = [];
     const audited: SessionStore = {
       ...inner,
-      get: (key) => (seen.push('get'), inner.get(key)),
-      update: (key, record, version) => (seen.push('update'), inner.update(key, record, version)),
+      get(key) {
+        seen.push('get');
+        return inner.get(key);
+      },
+      update(key, record, version) {
+        seen.push('update');
+        return inner.update(key, record, version);
+      },
     };
     sessions = createSessions({ store: audited });
     const first = await exchange(sessions, undefined, (s) => s.set('n', 1));
