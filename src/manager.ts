@@ -184,6 +184,44 @@ function rejectionLog(o: ResolvedOptions): (reason: IdRejection) => void {
   };
 }
 
+const IMMEDIATE = Symbol('satchel.immediate');
+
+/** What adapters call instead of `load` and `commit`: the same, with no promise when none is needed. */
+interface Immediately<D extends object> {
+  [IMMEDIATE]: {
+    load(request: IncomingRequest, options?: LoadOptions): Session<D> | Promise<Session<D>>;
+    commit(session: Session<D>, status: number): CommitResult | Promise<CommitResult>;
+  };
+}
+
+/**
+ * For adapters: `sessions.load`, or the session itself when the store had it
+ * at once (`SessionStore.sync`), which spares the adapter an await. It may
+ * throw what `load` would reject with.
+ */
+export function loadNow<D extends object>(
+  sessions: Sessions<D>,
+  request: IncomingRequest,
+  options?: LoadOptions,
+): Session<D> | Promise<Session<D>> {
+  const now = (sessions as Partial<Immediately<D>>)[IMMEDIATE];
+  return now === undefined || channels.load.hasSubscribers
+    ? sessions.load(request, options)
+    : now.load(request, options);
+}
+
+/** For adapters: `sessions.commit`, or its result when nothing had to be awaited. Never throws. */
+export function commitNow<D extends object>(
+  sessions: Sessions<D>,
+  session: Session<D>,
+  status: number,
+): CommitResult | Promise<CommitResult> {
+  const now = (sessions as Partial<Immediately<D>>)[IMMEDIATE];
+  return now === undefined || channels.commit.hasSubscribers
+    ? sessions.commit(session, status)
+    : now.commit(session, status);
+}
+
 /**
  * Creates the session manager: options are resolved and validated once,
  * here, and every request then goes through `load` and `commit` (adapters do
@@ -233,7 +271,7 @@ export function buildSessions<D extends object = SessionData>(
   };
   const keyOf = (session: Session<D>) => sessionParts(session).identity.key;
 
-  const sessions: Sessions<D> = {
+  const sessions: Sessions<D> & Immediately<D> = {
     store: persistence.store,
     cookie: o.cookie,
     transport: transport.settings,
@@ -259,12 +297,19 @@ export function buildSessions<D extends object = SessionData>(
     },
 
     commit(session, status) {
-      if (!channels.commit.hasSubscribers) return finishCommit(session, status, undefined);
+      if (!channels.commit.hasSubscribers) {
+        return Promise.resolve(finishCommit(session, status, undefined));
+      }
       return traced(
         channels.commit,
         (): CommitMessage => ({ store: storeName, status }),
-        (message) => finishCommit(session, status, message),
+        async (message) => finishCommit(session, status, message),
       );
+    },
+
+    [IMMEDIATE]: {
+      load: open,
+      commit: (session, status) => finishCommit(session, status, undefined),
     },
 
     abandon: (session) => persistence.release(sessionParts(session)),
@@ -315,7 +360,7 @@ export function buildSessions<D extends object = SessionData>(
     session: Session<D>,
     status: number,
     message: CommitMessage | undefined,
-  ): Promise<CommitResult> {
+  ): CommitResult | Promise<CommitResult> {
     let parts: SessionParts | undefined;
     let saving: Promise<void> | undefined;
     try {
@@ -323,7 +368,7 @@ export function buildSessions<D extends object = SessionData>(
       saving = status < 500 ? persistence.save(parts) : persistence.saveDeletions(parts);
       if (!saving && !parts.identity.lock) {
         if (message) message.retries = parts.identity.retries;
-        return Promise.resolve(committed(parts));
+        return committed(parts);
       }
     } catch (err) {
       saving = Promise.reject(err);

@@ -1,5 +1,5 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import type { LoadOptions, Sessions } from '../manager.js';
+import { type LoadOptions, loadNow, type Sessions } from '../manager.js';
 import type { Session, SessionData } from '../session.js';
 import { commitBeforeResponse, handleSessionError, incoming } from './http.js';
 
@@ -23,13 +23,20 @@ declare global {
  */
 export function session(sessions: Sessions<SessionData>, options?: LoadOptions): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
-    sessions.load(incoming(req), options).then(
-      (loaded: Session<SessionData>) => {
-        req.session = loaded;
-        commitBeforeResponse(sessions, loaded, res, next);
-        next();
-      },
-      (err: unknown) => handleSessionError(sessions, res, err, next),
-    );
+    const start = (loaded: Session<SessionData>) => {
+      req.session = loaded;
+      commitBeforeResponse(sessions, loaded, res, next);
+      next();
+    };
+    const fail = (err: unknown) => handleSessionError(sessions, res, err, next);
+    let loading: Session<SessionData> | Promise<Session<SessionData>>;
+    try {
+      loading = loadNow(sessions, incoming(req), options);
+    } catch (err) {
+      return fail(err);
+    }
+    // Loaded at once (a synchronous store): the next handler runs now, not a promise job later.
+    if (loading instanceof Promise) loading.then(start, fail);
+    else start(loading);
   };
 }

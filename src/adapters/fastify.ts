@@ -1,6 +1,12 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify';
 import { SatchelError } from '../errors.js';
-import type { CommitResult, LoadOptions, Sessions } from '../manager.js';
+import {
+  type CommitResult,
+  commitNow,
+  type LoadOptions,
+  loadNow,
+  type Sessions,
+} from '../manager.js';
 import type { Session, SessionData } from '../session.js';
 import { errorReply } from './errors.js';
 import { applyCommitHeaders } from './headers.js';
@@ -40,7 +46,8 @@ async function satchelSession(
   fastify.addHook('onRequest', async (request, reply) => {
     let session: Session<SessionData>;
     try {
-      session = await sessions.load(incoming(request.raw), loadOptions);
+      const loading = loadNow(sessions, incoming(request.raw), loadOptions);
+      session = loading instanceof Promise ? await loading : loading;
     } catch (err) {
       if (!SatchelError.is(err)) throw err;
       return reply.send(sendError(sessions, reply, err));
@@ -66,7 +73,8 @@ async function satchelSession(
     const response = isResponse(payload) ? payload : undefined;
     let commit: CommitResult;
     try {
-      commit = await sessions.commit(state.session, response?.status ?? reply.statusCode);
+      const committing = commitNow(sessions, state.session, response?.status ?? reply.statusCode);
+      commit = committing instanceof Promise ? await committing : committing;
     } catch (err) {
       if (!SatchelError.is(err)) throw err;
       if (response) response.body?.cancel().catch(() => {});

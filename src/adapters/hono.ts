@@ -1,6 +1,13 @@
 import type { MiddlewareHandler } from 'hono';
 import { SatchelError } from '../errors.js';
-import type { CommitResult, IncomingRequest, LoadOptions, Sessions } from '../manager.js';
+import {
+  type CommitResult,
+  commitNow,
+  type IncomingRequest,
+  type LoadOptions,
+  loadNow,
+  type Sessions,
+} from '../manager.js';
 import type { Session, SessionData } from '../session.js';
 import { keepsIncoming } from './bridge.js';
 import { errorResponse, fromRequest, withCommitHeaders } from './web.js';
@@ -34,7 +41,9 @@ export function session<D extends object = SessionData>(
   return async (c, next) => {
     let loaded: Session<D>;
     try {
-      loaded = await sessions.load(fromRequest(c.req.raw, nodeHeader(c.req.raw, c.env)), options);
+      const request = fromRequest(c.req.raw, nodeHeader(c.req.raw, c.env));
+      const loading = loadNow(sessions, request, options);
+      loaded = loading instanceof Promise ? await loading : loading;
     } catch (err) {
       if (SatchelError.is(err)) return errorResponse(sessions, err);
       throw err;
@@ -49,7 +58,8 @@ export function session<D extends object = SessionData>(
     }
     let commit: CommitResult;
     try {
-      commit = await sessions.commit(loaded, c.res.status);
+      const committing = commitNow(sessions, loaded, c.res.status);
+      commit = committing instanceof Promise ? await committing : committing;
     } catch (err) {
       if (!SatchelError.is(err)) throw err;
       c.res.body?.cancel().catch(() => {});

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { SatchelError } from '../errors.js';
-import type { IncomingRequest, Sessions } from '../manager.js';
+import { type CommitResult, commitNow, type IncomingRequest, type Sessions } from '../manager.js';
 import type { Session } from '../session.js';
 import { errorReply } from './errors.js';
 import { applyCommitHeaders, nodeHeaderTarget } from './headers.js';
@@ -46,23 +46,25 @@ export function commitBeforeResponse<D extends object>(
   res: ServerResponse,
   otherwise: (err: unknown) => void,
 ): { settled(): void } {
+  const send = ({ headers }: CommitResult) => {
+    holder.state = 'done';
+    // Headers given to writeHead() are set first, so the commit's merge with them.
+    for (const [fn, args] of holder.queue) if (isWriteHead(fn)) hoistHeaders(res, args);
+    applyCommitHeaders(headers, nodeHeaderTarget(res));
+    for (const [fn, args] of holder.queue) fn.apply(res, args);
+  };
+  const fail = (err: unknown) => {
+    holder.state = 'done';
+    handleSessionError(sessions, res, err, otherwise);
+  };
   const holder: Holder = {
     state: 'open',
     queue: [],
     start(status) {
-      sessions.commit(session, status ?? res.statusCode).then(
-        ({ headers }) => {
-          holder.state = 'done';
-          // Headers given to writeHead() are set first, so the commit's merge with them.
-          for (const [fn, args] of holder.queue) if (isWriteHead(fn)) hoistHeaders(res, args);
-          applyCommitHeaders(headers, nodeHeaderTarget(res));
-          for (const [fn, args] of holder.queue) fn.apply(res, args);
-        },
-        (err: unknown) => {
-          holder.state = 'done';
-          handleSessionError(sessions, res, err, otherwise);
-        },
-      );
+      // Done at once (a synchronous store): the held call is replayed from inside itself.
+      const commit = commitNow(sessions, session, status ?? res.statusCode);
+      if (commit instanceof Promise) commit.then(send, fail);
+      else send(commit);
     },
     /** Nothing is saved for a client that left; the lock is released only now, as the handler is done. */
     giveUp() {
@@ -104,6 +106,11 @@ function hoistHeaders(res: ServerResponse, args: unknown[]): void {
     }
   }
   args.splice(last, 1);
+}
+
+/** A handler's result worth awaiting (a promise, any thenable); awaiting anything else only costs a promise job. */
+export function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null | undefined)?.then === 'function';
 }
 
 /** An error thrown by satchel becomes its status; anything else is not ours to answer. */

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { LoadOptions, Sessions } from '../manager.js';
+import { type LoadOptions, loadNow, type Sessions } from '../manager.js';
 import type { Session, SessionData } from '../session.js';
-import { commitBeforeResponse, incoming, sendError } from './http.js';
+import { commitBeforeResponse, incoming, isPromiseLike, sendError } from './http.js';
 
 export type SessionRequest<D extends object = SessionData> = IncomingMessage & {
   session: Session<D>;
@@ -28,7 +28,8 @@ export function withSessions<D extends object = SessionData>(
   return async (req, res) => {
     let session: Session<D>;
     try {
-      session = await sessions.load(incoming(req), options);
+      const loading = loadNow(sessions, incoming(req), options);
+      session = loading instanceof Promise ? await loading : loading;
     } catch (err) {
       sendError(sessions, res, err);
       return;
@@ -38,7 +39,8 @@ export function withSessions<D extends object = SessionData>(
       sendError(sessions, res, e),
     );
     try {
-      await handler(req as SessionRequest<D>, res);
+      const handled = handler(req as SessionRequest<D>, res);
+      if (isPromiseLike(handled)) await handled;
     } catch (err) {
       // Answered as a 500: the commit that follows saves nothing and releases the lock.
       sendError(sessions, res, err);

@@ -1,4 +1,11 @@
-import type { CommitResult, IncomingRequest, LoadOptions, Sessions } from '../manager.js';
+import {
+  type CommitResult,
+  commitNow,
+  type IncomingRequest,
+  type LoadOptions,
+  loadNow,
+  type Sessions,
+} from '../manager.js';
 import type { Session, SessionData } from '../session.js';
 import { errorReply } from './errors.js';
 import { applyCommitHeaders, webHeaderTarget } from './headers.js';
@@ -74,7 +81,8 @@ export function withSessions<D extends object = SessionData, A extends unknown[]
   return async (request, ...rest) => {
     let session: Session<D>;
     try {
-      session = await sessions.load(fromRequest(request), options);
+      const loading = loadNow(sessions, fromRequest(request), options);
+      session = loading instanceof Promise ? await loading : loading;
     } catch (err) {
       return errorResponse(sessions, err);
     }
@@ -88,7 +96,8 @@ export function withSessions<D extends object = SessionData, A extends unknown[]
     }
     let commit: CommitResult;
     try {
-      commit = await sessions.commit(session, response.status);
+      const committing = commitNow(sessions, session, response.status);
+      commit = committing instanceof Promise ? await committing : committing;
     } catch (err) {
       // The handler's answer is replaced; its body is never read.
       response.body?.cancel().catch(() => {});
