@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { SatchelError } from '../errors.js';
 import { type CommitResult, commitNow, type IncomingRequest, type Sessions } from '../manager.js';
@@ -48,9 +48,12 @@ export function commitBeforeResponse<D extends object>(
 ): { settled(): void } {
   const send = ({ headers }: CommitResult) => {
     holder.state = 'done';
-    // Headers given to writeHead() are set first, so the commit's merge with them.
-    for (const [fn, args] of holder.queue) if (isWriteHead(fn)) hoistHeaders(res, args);
-    applyCommitHeaders(headers, nodeHeaderTarget(res));
+    const [first] = holder.queue;
+    if (!first || !isWriteHead(first[0]) || !joinedWriteHead(res, first[1], headers)) {
+      // Headers given to writeHead() are set first, so the commit's merge with them.
+      for (const [fn, args] of holder.queue) if (isWriteHead(fn)) hoistHeaders(res, args);
+      applyCommitHeaders(headers, nodeHeaderTarget(res));
+    }
     for (const [fn, args] of holder.queue) fn.apply(res, args);
   };
   const fail = (err: unknown) => {
@@ -83,6 +86,39 @@ export function commitBeforeResponse<D extends object>(
       if (isGone(res) && holder.state === 'open') holder.giveUp();
     },
   };
+}
+
+/**
+ * The quick way for a held `writeHead(status, [message], {headers})` on a
+ * node:http response with no header set yet: the commit's headers join the
+ * argument as one raw list, which Node writes as it is, with no setHeader
+ * call. False, changing nothing, when a name is in both (the commit's
+ * Set-Cookie appends, its Vary and Cache-Control merge: `hoistHeaders` and
+ * `applyCommitHeaders` do that).
+ */
+function joinedWriteHead(
+  res: ServerResponse,
+  args: unknown[],
+  commit: readonly [string, string][],
+): boolean {
+  const last = args.length - 1;
+  const given = args[last];
+  if (last < 1 || typeof given !== 'object' || given === null || Array.isArray(given)) {
+    return false;
+  }
+  if (!(res instanceof ServerResponse) || res.getHeaderNames().length > 0) return false;
+  const raw: unknown[] = [];
+  for (const name in given) {
+    if (!Object.hasOwn(given, name)) continue;
+    const value = (given as Record<string, unknown>)[name];
+    if (value === undefined) continue;
+    const lower = name.toLowerCase();
+    for (const [taken] of commit) if (taken === lower) return false;
+    raw.push(name, value);
+  }
+  for (const [name, value] of commit) raw.push(name, value);
+  args[last] = raw;
+  return true;
 }
 
 /** Moves the headers argument of a held writeHead(status, [message], headers) call onto the response. */
