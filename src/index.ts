@@ -49,14 +49,15 @@ export {
   type SessionKey,
   type Shape,
 } from './session.js';
-export type {
-  CookieStore,
-  ClearExpiredOptions,
-  OwnedRecord,
-  SessionStore,
-  StoredSession,
-  SyncAccess,
-  UpdateResult,
+export {
+  type CookieStore,
+  type ClearExpiredOptions,
+  forwardingTo,
+  type OwnedRecord,
+  type SessionStore,
+  type StoredSession,
+  type SyncAccess,
+  type UpdateResult,
 } from './store.js';
 
 import { buildSessions, type Sessions, type SessionsOptions } from './manager.js';

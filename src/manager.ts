@@ -20,6 +20,7 @@ import {
   resolveOptions,
   type SessionsOptions,
 } from './options.js';
+import { IMMEDIATE, type Immediately } from './immediate.js';
 import { storeCaller, storeCallerNow } from './persistence/call.js';
 import { sealedPersistence } from './persistence/sealed.js';
 import { legacyImport } from './persistence/legacy.js';
@@ -184,44 +185,6 @@ function rejectionLog(o: ResolvedOptions): (reason: IdRejection) => void {
   };
 }
 
-const IMMEDIATE = Symbol('satchel.immediate');
-
-/** What adapters call instead of `load` and `commit`: the same, with no promise when none is needed. */
-interface Immediately<D extends object> {
-  [IMMEDIATE]: {
-    load(request: IncomingRequest, options?: LoadOptions): Session<D> | Promise<Session<D>>;
-    commit(session: Session<D>, status: number): CommitResult | Promise<CommitResult>;
-  };
-}
-
-/**
- * For adapters: `sessions.load`, or the session itself when the store had it
- * at once (`SessionStore.sync`), which spares the adapter an await. It may
- * throw what `load` would reject with.
- */
-export function loadNow<D extends object>(
-  sessions: Sessions<D>,
-  request: IncomingRequest,
-  options?: LoadOptions,
-): Session<D> | Promise<Session<D>> {
-  const now = (sessions as Partial<Immediately<D>>)[IMMEDIATE];
-  return now === undefined || channels.load.hasSubscribers
-    ? sessions.load(request, options)
-    : now.load(request, options);
-}
-
-/** For adapters: `sessions.commit`, or its result when nothing had to be awaited. Never throws. */
-export function commitNow<D extends object>(
-  sessions: Sessions<D>,
-  session: Session<D>,
-  status: number,
-): CommitResult | Promise<CommitResult> {
-  const now = (sessions as Partial<Immediately<D>>)[IMMEDIATE];
-  return now === undefined || channels.commit.hasSubscribers
-    ? sessions.commit(session, status)
-    : now.commit(session, status);
-}
-
 /**
  * Creates the session manager: options are resolved and validated once,
  * here, and every request then goes through `load` and `commit` (adapters do
@@ -271,7 +234,7 @@ export function buildSessions<D extends object = SessionData>(
   };
   const keyOf = (session: Session<D>) => sessionParts(session).identity.key;
 
-  const sessions: Sessions<D> & Immediately<D> = {
+  const sessions: Sessions<D> = {
     store: persistence.store,
     cookie: o.cookie,
     transport: transport.settings,
@@ -307,11 +270,6 @@ export function buildSessions<D extends object = SessionData>(
       );
     },
 
-    [IMMEDIATE]: {
-      load: open,
-      commit: (session, status) => finishCommit(session, status, undefined),
-    },
-
     abandon: (session) => persistence.release(sessionParts(session)),
     clearExpired: (options) => admin.clearExpired(options),
     listByOwner: (owner, listOptions) =>
@@ -327,6 +285,11 @@ export function buildSessions<D extends object = SessionData>(
     },
     on: (event, listener) => events.on(event, listener),
     close: () => persistence.close(),
+  };
+  (sessions as Sessions<D> & Partial<Immediately<D>>)[IMMEDIATE] = {
+    of: { load: sessions.load, commit: sessions.commit },
+    load: open,
+    commit: (session, status) => finishCommit(session, status, undefined),
   };
   return sessions;
 

@@ -1,5 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { type LoadOptions, loadNow, type Sessions } from '../manager.js';
+import type { LoadOptions, Sessions } from '../manager.js';
+import { loadNow } from '../immediate.js';
 import type { Session, SessionData } from '../session.js';
 import { commitBeforeResponse, handleSessionError, incoming } from './http.js';
 

@@ -1,12 +1,7 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify';
 import { SatchelError } from '../errors.js';
-import {
-  type CommitResult,
-  commitNow,
-  type LoadOptions,
-  loadNow,
-  type Sessions,
-} from '../manager.js';
+import type { CommitResult, LoadOptions, Sessions } from '../manager.js';
+import { commitNow, loadNow } from '../immediate.js';
 import type { Session, SessionData } from '../session.js';
 import { errorReply } from './errors.js';
 import { applyCommitHeaders } from './headers.js';

@@ -12,6 +12,8 @@ export interface Holder {
   state: 'open' | 'committing' | 'done';
   /** Calls made while held, replayed in order once the commit is done. */
   readonly queue: [Writer, unknown[]][];
+  /** Set when the queue has been replayed, with what its last call answered. */
+  replayed: { answer: unknown } | undefined;
 }
 
 const kHolder = Symbol('satchel.holder');
@@ -33,6 +35,9 @@ function held(res: Held, fn: Writer, args: unknown[], isHead: boolean): unknown 
   if (holder.state === 'open') {
     holder.state = 'committing';
     holder.start(isHead && typeof args[0] === 'number' ? args[0] : undefined);
+    // Committed at once: this call was replayed inside start(), and answers what Node answered
+    // (a first write's backpressure included).
+    if (holder.replayed) return holder.replayed.answer;
   }
   return fn === original.write ? true : res;
 }
@@ -79,6 +84,7 @@ export function hold(res: ServerResponse, holder: Holder): void {
       if (holder.state === 'open') {
         holder.state = 'committing';
         holder.start(name === 'writeHead' && typeof args[0] === 'number' ? args[0] : undefined);
+        if (holder.replayed) return holder.replayed.answer;
       }
       return name === 'write' ? true : res;
     };

@@ -1,13 +1,7 @@
 import type { MiddlewareHandler } from 'hono';
 import { SatchelError } from '../errors.js';
-import {
-  type CommitResult,
-  commitNow,
-  type IncomingRequest,
-  type LoadOptions,
-  loadNow,
-  type Sessions,
-} from '../manager.js';
+import type { CommitResult, IncomingRequest, LoadOptions, Sessions } from '../manager.js';
+import { commitNow, loadNow } from '../immediate.js';
 import type { Session, SessionData } from '../session.js';
 import { keepsIncoming } from './bridge.js';
 import { errorResponse, fromRequest, withCommitHeaders } from './web.js';

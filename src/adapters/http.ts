@@ -1,7 +1,8 @@
 import { type IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { SatchelError } from '../errors.js';
-import { type CommitResult, commitNow, type IncomingRequest, type Sessions } from '../manager.js';
+import type { CommitResult, IncomingRequest, Sessions } from '../manager.js';
+import { commitNow } from '../immediate.js';
 import type { Session } from '../session.js';
 import { errorReply } from './errors.js';
 import { applyCommitHeaders, nodeHeaderTarget } from './headers.js';
@@ -54,7 +55,9 @@ export function commitBeforeResponse<D extends object>(
       for (const [fn, args] of holder.queue) if (isWriteHead(fn)) hoistHeaders(res, args);
       applyCommitHeaders(headers, nodeHeaderTarget(res));
     }
-    for (const [fn, args] of holder.queue) fn.apply(res, args);
+    let answer: unknown;
+    for (const [fn, args] of holder.queue) answer = fn.apply(res, args);
+    holder.replayed = { answer };
   };
   const fail = (err: unknown) => {
     holder.state = 'done';
@@ -63,10 +66,13 @@ export function commitBeforeResponse<D extends object>(
   const holder: Holder = {
     state: 'open',
     queue: [],
+    replayed: undefined,
     start(status) {
       // Done at once (a synchronous store): the held call is replayed from inside itself.
       const commit = commitNow(sessions, session, status ?? res.statusCode);
-      if (commit instanceof Promise) commit.then(send, fail);
+      // A replayed call that throws (an invalid header the app gave writeHead) throws to the
+      // handler when the commit was done at once; later, it goes where the handler's errors go.
+      if (commit instanceof Promise) commit.then(send, fail).catch(otherwise);
       else send(commit);
     },
     /** Nothing is saved for a client that left; the lock is released only now, as the handler is done. */

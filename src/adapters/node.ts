@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type LoadOptions, loadNow, type Sessions } from '../manager.js';
+import type { LoadOptions, Sessions } from '../manager.js';
+import { loadNow } from '../immediate.js';
 import type { Session, SessionData } from '../session.js';
 import { commitBeforeResponse, incoming, isPromiseLike, sendError } from './http.js';
 

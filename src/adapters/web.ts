@@ -1,11 +1,5 @@
-import {
-  type CommitResult,
-  commitNow,
-  type IncomingRequest,
-  type LoadOptions,
-  loadNow,
-  type Sessions,
-} from '../manager.js';
+import type { CommitResult, IncomingRequest, LoadOptions, Sessions } from '../manager.js';
+import { commitNow, loadNow } from '../immediate.js';
 import type { Session, SessionData } from '../session.js';
 import { errorReply } from './errors.js';
 import { applyCommitHeaders, webHeaderTarget } from './headers.js';

@@ -2,7 +2,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { withSessions } from '../../src/adapters/node.js';
-import { createSessions } from '../../src/index.js';
+import { createSessions, type Sessions } from '../../src/index.js';
 import { memoryStore } from '../../src/stores/memory.js';
 import { describeAdapter, scenario } from './matrix.js';
 
@@ -20,6 +20,9 @@ describeAdapter('node:http', async (sessions) =>
   ),
 );
 
+const VISITORS = ['new', 'returning'] as const;
+type Visitor = (typeof VISITORS)[number];
+
 describe('node:http: the commit joins whatever form writeHead was given', () => {
   let server: Server | undefined;
   afterEach(async () => {
@@ -27,9 +30,17 @@ describe('node:http: the commit joins whatever form writeHead was given', () => 
     server = undefined;
   });
 
-  /** A server whose handler sets a session value and answers with `answer(res)`. */
-  async function answering(answer: (res: ServerResponse) => void): Promise<Response> {
-    const sessions = createSessions({ store: memoryStore() });
+  /**
+   * A server whose handler sets a session value and answers with `answer(res)`;
+   * the response to a returning visitor (whose commit a memory store finishes
+   * at once, inside the held call) or to a new one (whose commit is awaited).
+   */
+  async function answering(
+    visitor: Visitor,
+    answer: (res: ServerResponse) => void,
+    sessions: Sessions<any> = createSessions({ store: memoryStore() }),
+  ): Promise<Response> {
+    server?.close();
     server = createServer(
       withSessions(sessions, (req, res) => {
         req.session.set('seen', true);
@@ -37,48 +48,84 @@ describe('node:http: the commit joins whatever form writeHead was given', () => 
       }),
     );
     await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    return fetch(`http://127.0.0.1:${port}/`);
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    const first = await fetch(url);
+    if (visitor === 'new') return first;
+    await first.arrayBuffer();
+    const cookie = first.headers.getSetCookie()[0]!.split(';')[0]!;
+    return fetch(url, { headers: { cookie } });
   }
 
-  it('sends the headers object of writeHead(status, headers) with the session cookie and Vary', async () => {
-    const res = await answering((r) =>
-      r.writeHead(201, { 'content-type': 'text/plain' }).end('ok'),
-    );
-    expect(res.status).toBe(201);
-    expect(res.headers.get('content-type')).toBe('text/plain');
-    expect(res.headers.getSetCookie()).toEqual([expect.stringMatching(/^sessionid=/)]);
-    expect(res.headers.get('vary')).toBe('Cookie');
-    expect(await res.text()).toBe('ok');
-  });
-
-  it("keeps the app's own Set-Cookie next to the session's when both come through writeHead", async () => {
-    const res = await answering((r) =>
-      r.writeHead(200, { 'Set-Cookie': 'theme=dark', Vary: 'Accept-Language' }).end('ok'),
-    );
-    expect(res.headers.getSetCookie()).toEqual([
-      'theme=dark',
-      expect.stringMatching(/^sessionid=/),
-    ]);
-    expect(res.headers.get('vary')).toBe('Accept-Language, Cookie');
-  });
-
-  it('keeps a status message, a raw header list, and headers set before writeHead', async () => {
-    const message = await answering((r) => r.writeHead(202, 'Taken', { 'x-a': '1' }).end());
-    expect(message.statusText).toBe('Taken');
-    expect(message.headers.get('x-a')).toBe('1');
-    expect(message.headers.getSetCookie()).toHaveLength(1);
-    server!.close();
-    const raw = await answering((r) => r.writeHead(200, ['x-b', '2', 'x-b', '3']).end());
-    expect(raw.headers.get('x-b')).toBe('2, 3');
-    expect(raw.headers.getSetCookie()).toHaveLength(1);
-    server!.close();
-    const earlier = await answering((r) => {
-      r.setHeader('x-c', '4');
-      r.writeHead(200, { 'x-d': '5' }).end();
+  for (const visitor of VISITORS) {
+    it(`sends the headers object of writeHead(status, headers) with the session cookie and Vary (${visitor} visitor)`, async () => {
+      const res = await answering(visitor, (r) =>
+        r.writeHead(201, { 'content-type': 'text/plain' }).end('ok'),
+      );
+      expect(res.status).toBe(201);
+      expect(res.headers.get('content-type')).toBe('text/plain');
+      expect(res.headers.getSetCookie()).toEqual([expect.stringMatching(/^sessionid=/)]);
+      expect(res.headers.get('vary')).toBe('Cookie');
+      expect(await res.text()).toBe('ok');
     });
-    expect(earlier.headers.get('x-c')).toBe('4');
-    expect(earlier.headers.get('x-d')).toBe('5');
-    expect(earlier.headers.getSetCookie()).toHaveLength(1);
+
+    it(`keeps the app's own Set-Cookie next to the session's when both come through writeHead (${visitor} visitor)`, async () => {
+      const res = await answering(visitor, (r) =>
+        r.writeHead(200, { 'Set-Cookie': 'theme=dark', Vary: 'Accept-Language' }).end('ok'),
+      );
+      expect(res.headers.getSetCookie()).toEqual([
+        'theme=dark',
+        expect.stringMatching(/^sessionid=/),
+      ]);
+      expect(res.headers.get('vary')).toBe('Accept-Language, Cookie');
+    });
+
+    it(`keeps a status message, a raw header list, and headers set before writeHead (${visitor} visitor)`, async () => {
+      const message = await answering(visitor, (r) =>
+        r.writeHead(202, 'Taken', { 'x-a': '1' }).end(),
+      );
+      expect(message.statusText).toBe('Taken');
+      expect(message.headers.get('x-a')).toBe('1');
+      expect(message.headers.getSetCookie()).toHaveLength(1);
+      const raw = await answering(visitor, (r) => r.writeHead(200, ['x-b', '2', 'x-b', '3']).end());
+      expect(raw.headers.get('x-b')).toBe('2, 3');
+      expect(raw.headers.getSetCookie()).toHaveLength(1);
+      const earlier = await answering(visitor, (r) => {
+        r.setHeader('x-c', '4');
+        r.writeHead(200, { 'x-d': '5' }).end();
+      });
+      expect(earlier.headers.get('x-c')).toBe('4');
+      expect(earlier.headers.get('x-d')).toBe('5');
+      expect(earlier.headers.getSetCookie()).toHaveLength(1);
+    });
+  }
+
+  it('answers a first write with the backpressure Node reported when the commit was done at once', async () => {
+    const answers: boolean[] = [];
+    const res = await answering('returning', (r) => {
+      answers.push(r.write(Buffer.alloc(1 << 20)));
+      r.end();
+    });
+    expect((await res.arrayBuffer()).byteLength).toBe(1 << 20);
+    // The new visitor's write was only held (true); the returning one's was written: 1 MiB is over the high-water mark.
+    expect(answers).toEqual([true, false]);
+  });
+
+  it('never bypasses a Sessions object the app wrapped (to log or time load and commit)', async () => {
+    const inner = createSessions({ store: memoryStore() });
+    const calls: string[] = [];
+    const wrapped: Sessions<any> = {
+      ...inner,
+      load(request, options) {
+        calls.push('load');
+        return inner.load(request, options);
+      },
+      commit(session, status) {
+        calls.push('commit');
+        return inner.commit(session, status);
+      },
+    };
+    const res = await answering('returning', (r) => r.end('ok'), wrapped);
+    expect(await res.text()).toBe('ok');
+    expect(calls).toEqual(['load', 'commit', 'load', 'commit']);
   });
 });
