@@ -39,11 +39,14 @@ export function loadNow<D extends object>(
 ): Session<D> | Promise<Session<D>> {
   const now = immediate(sessions);
   return now === undefined || channels.load.hasSubscribers
-    ? sessions.load(request, options)
+    ? promised(() => sessions.load(request, options))
     : now.load(request, options);
 }
 
-/** For adapters: `sessions.commit`, or its result when nothing had to be awaited. Never throws. */
+/**
+ * For adapters: `sessions.commit`, or its result when nothing had to be
+ * awaited. Never throws: a failure is a rejected promise.
+ */
 export function commitNow<D extends object>(
   sessions: Sessions<D>,
   session: Session<D>,
@@ -51,6 +54,19 @@ export function commitNow<D extends object>(
 ): CommitResult | Promise<CommitResult> {
   const now = immediate(sessions);
   return now === undefined || channels.commit.hasSubscribers
-    ? sessions.commit(session, status)
+    ? promised(() => sessions.commit(session, status))
     : now.commit(session, status);
+}
+
+/**
+ * What a `load` or `commit` the app wrapped gives, as a native promise: the
+ * adapters tell a result from a promise with `instanceof Promise`, and a
+ * wrapper may answer with another thenable, or throw.
+ */
+function promised<T>(call: () => T | PromiseLike<T>): Promise<T> {
+  try {
+    return Promise.resolve(call());
+  } catch (err) {
+    return Promise.reject(err);
+  }
 }

@@ -1,5 +1,6 @@
 import { createAdmin, type SessionSummary } from './admin.js';
 import { ChangeLog } from './changes.js';
+import { commitFinisher } from './commit.js';
 import {
   createDataCodec,
   createIdCodec,
@@ -45,7 +46,6 @@ import {
   type ResolvedTransport,
   type Transport,
 } from './transports/index.js';
-import { responseHeaders } from './response.js';
 
 export type { SessionSummary } from './admin.js';
 export type { SessionEvents } from './events.js';
@@ -167,6 +167,14 @@ function choosePersistence(
   });
 }
 
+/** Whether the request came over HTTPS (as a proxy we trust says, with `trustProxy`). */
+function isSecure(request: IncomingRequest, trustProxy: boolean): boolean {
+  if (request.encrypted) return true;
+  if (!trustProxy) return false;
+  const proto = request.header('x-forwarded-proto');
+  return proto?.split(',')[0]?.trim().toLowerCase() === 'https';
+}
+
 /**
  * Turning `secrets` on or off makes every cookie of the other kind invalid:
  * said in the log (at the 1st, 10th, 100th… rejection), not silently.
@@ -209,6 +217,7 @@ export function buildSessions<D extends object = SessionData>(
     serverSide: persistence.keepsRecords,
   });
   const storeName = persistence.store.name;
+  const finishCommit = commitFinisher<D>(persistence, transport, o.policy);
   const runtime: SessionRuntime = {
     policy: o.policy,
     issueId: ids.issue,
@@ -225,12 +234,6 @@ export function buildSessions<D extends object = SessionData>(
           }
         },
       ),
-  };
-  const isSecure = (request: IncomingRequest): boolean => {
-    if (request.encrypted) return true;
-    if (!o.trustProxy) return false;
-    const proto = request.header('x-forwarded-proto');
-    return proto?.split(',')[0]?.trim().toLowerCase() === 'https';
   };
   const keyOf = (session: Session<D>) => sessionParts(session).identity.key;
 
@@ -299,7 +302,7 @@ export function buildSessions<D extends object = SessionData>(
     loadOptions: LoadOptions | undefined,
   ): Session<D> | Promise<Session<D>> {
     const incoming = transport.read(request);
-    const identity = new Identity(incoming.raw !== undefined, isSecure(request));
+    const identity = new Identity(incoming.raw !== undefined, isSecure(request, o.trustProxy));
     const idFor = () => {
       if (identity.id === undefined) identity.assign(ids.issue());
       return persistence.outgoing(parts)!;
@@ -313,47 +316,5 @@ export function buildSessions<D extends object = SessionData>(
     };
     const opening = persistence.open(parts, request, incoming, loadOptions?.lock ?? o.lock);
     return opening ? opening.then(() => new Session<D>(parts)) : new Session<D>(parts);
-  }
-
-  /**
-   * Saves (after a 5xx only deletes), releases the lock, and answers with the
-   * response headers; waits only for what the store did not finish at once.
-   */
-  function finishCommit(
-    session: Session<D>,
-    status: number,
-    message: CommitMessage | undefined,
-  ): CommitResult | Promise<CommitResult> {
-    let parts: SessionParts | undefined;
-    let saving: Promise<void> | undefined;
-    try {
-      parts = sessionParts(session);
-      saving = status < 500 ? persistence.save(parts) : persistence.saveDeletions(parts);
-      if (!saving && !parts.identity.lock) {
-        if (message) message.retries = parts.identity.retries;
-        return committed(parts);
-      }
-    } catch (err) {
-      saving = Promise.reject(err);
-    }
-    return waitCommit(parts, saving, message);
-  }
-
-  async function waitCommit(
-    parts: SessionParts | undefined,
-    saving: Promise<void> | undefined,
-    message: CommitMessage | undefined,
-  ): Promise<CommitResult> {
-    try {
-      await saving;
-    } finally {
-      if (parts && message) message.retries = parts.identity.retries;
-      if (parts?.identity.lock) await persistence.release(parts);
-    }
-    return committed(parts!);
-  }
-
-  function committed(parts: SessionParts): CommitResult {
-    return { headers: responseHeaders(transport, parts, persistence, o.policy) };
   }
 }

@@ -62,6 +62,16 @@ describe('the parsed data a process keeps for its sessions', () => {
     expect(cache.record('k')).toBe(record);
   });
 
+  it('keeps its newer record when a read of an older one finishes after it', () => {
+    const cache = cacheWith();
+    const written = { data: '{"n":2}', version: 2, createdAt: 1, expiresAt: 2 };
+    const readEarlier = { ...written, data: '{"n":1}', version: 1 };
+    cache.keep('k', cache.snapshot(written.data, new Map([['n', 2]])), written);
+    cache.keep('k', cache.snapshot(readEarlier.data, new Map([['n', 1]])), readEarlier);
+    expect(cache.record('k')).toBe(written);
+    expect(cache.read('k', written.data)?.get('n')).toBe(2);
+  });
+
   it('tells the record it last kept for a session until that session is forgotten', () => {
     const cache = cacheWith();
     expect(cache.record('k')).toBeUndefined();

@@ -25,8 +25,10 @@ export interface Parsed {
  * record still holds that text gets a deep copy instead of a parse: on the
  * cart workload JSON.parse was the largest single cost of a request, and
  * copying an array of 20 strings costs a fraction of parsing them. A
- * different text (another process wrote) is a miss, so nothing can go stale;
+ * different text (another process wrote) is a miss, so no data can go stale;
  * entries are per session, so no session's timing depends on another's data.
+ * The kept record may be older than the store's (another process wrote
+ * since): a commit that starts from it is a compare-and-set all the same.
  *
  * Copies only for the built-in JSON serializer, whose copy is exactly what
  * parsing its text gives back; a custom serializer's data is parsed every
@@ -72,6 +74,9 @@ export class ParsedCache {
    * (undefined: forget what was kept).
    */
   keep(key: string, snapshot: Parsed | undefined, record?: StoredSession): void {
+    // A read that finished after this process's own newer write leaves the newer one kept.
+    const kept = this.#entries.get(key)?.record;
+    if (record && kept && kept.version > record.version) return;
     this.forget(key);
     if (snapshot === undefined) return;
     snapshot.record = record;

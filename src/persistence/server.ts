@@ -231,13 +231,13 @@ export class ServerPersistence implements Persistence {
         ? this.#lookUpNow(parts, decoded.id, sync)
         : this.#lookUp(parts, decoded.id, lock);
       if (!looking) return this.#opened(parts, request, incoming, decoded);
-      return looking.then(
-        () => this.#opened(parts, request, incoming, decoded),
-        async (err: unknown) => {
+      // A lock taken for a session that turned out gone is released if the importers fail too.
+      return looking
+        .then(() => this.#opened(parts, request, incoming, decoded))
+        .catch(async (err: unknown) => {
           await this.release(parts);
           throw err;
-        },
-      );
+        });
     }
     return this.#o.importLegacy?.(parts, request.header('cookie'));
   }

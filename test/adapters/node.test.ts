@@ -128,4 +128,19 @@ describe('node:http: the commit joins whatever form writeHead was given', () => 
     expect(await res.text()).toBe('ok');
     expect(calls).toEqual(['load', 'commit', 'load', 'commit']);
   });
+
+  it('takes a wrapped load or commit that answers with a thenable other than a native promise', async () => {
+    const inner = createSessions({ store: memoryStore() });
+    const thenable = <T>(promise: Promise<T>) => ({
+      then: (ok: (value: T) => unknown, fail: (err: unknown) => unknown) => promise.then(ok, fail),
+    });
+    const wrapped = {
+      ...inner,
+      load: (request, options) => thenable(inner.load(request, options)),
+      commit: (session, status) => thenable(inner.commit(session, status)),
+    } as Sessions<any>;
+    const res = await answering('returning', (r) => r.end('ok'), wrapped);
+    expect(await res.text()).toBe('ok');
+    expect(res.headers.getSetCookie()).toHaveLength(1);
+  });
 });
