@@ -132,6 +132,7 @@ describe('node:http: the commit joins whatever form writeHead was given', () => 
   it('takes a wrapped load or commit that answers with a thenable other than a native promise', async () => {
     const inner = createSessions({ store: memoryStore() });
     const thenable = <T>(promise: Promise<T>) => ({
+      // biome-ignore lint/suspicious/noThenProperty: a thenable that is not a native promise is the point
       then: (ok: (value: T) => unknown, fail: (err: unknown) => unknown) => promise.then(ok, fail),
     });
     const wrapped = {
