@@ -25,7 +25,7 @@ export interface SessionStore {
    * Optional: `get` and `update` answered synchronously, for a store whose
    * records are at hand (this process's memory, an embedded database with a
    * synchronous driver). The manager then loads and saves a session without
-   * waiting a turn of the event loop per store call (bench/RESULTS.md, run 8).
+   * an await per store call (bench/RESULTS.md, run 8).
    * It calls them only while `get` and `update` are the forwarders
    * `forwardingTo(sync)` made, so a wrapper that replaces either (to count,
    * delay or fail calls) is never bypassed.

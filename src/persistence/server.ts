@@ -215,7 +215,7 @@ export class ServerPersistence implements Persistence {
   /**
    * Undefined when the session is open already: a store with synchronous
    * access (`SessionStore.sync`) and nothing else to wait for (no lock, no
-   * record to discard, no legacy import) takes no turn of the event loop.
+   * record to discard, no legacy import) is opened with no await.
    */
   open(
     parts: SessionParts,

@@ -22,7 +22,7 @@ export interface Persistence {
   /**
    * Saves what the request changed (`session.save()` and the commit of a
    * non-5xx response). Both return undefined when done already (a store that
-   * answered synchronously), sparing the caller a turn of the event loop.
+   * answered synchronously), sparing the caller an await.
    */
   save(parts: SessionParts): Promise<void> | undefined;
   /**
