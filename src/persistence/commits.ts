@@ -91,7 +91,7 @@ export class CommitQueue {
   /** The outcome at once when the store answers synchronously (`SessionStore.sync`). */
   commit(key: string, request: CommitRequest): CommitOutcome | Promise<CommitOutcome> {
     const queue = this.#waiting.get(key);
-    if (queue) return new Promise((resolve, reject) => queue.push({ request, resolve, reject }));
+    if (queue) return behind(queue, request);
     // No queue: nothing of this process's is in flight, but it may have saved since this load.
     const at = this.#start(key, [request], this.#o.parsed.record(key));
     const sync = syncAccess(this.#o.store);
@@ -99,7 +99,7 @@ export class CommitQueue {
     if (outcome) return outcome;
     // A listener the attempt called (diagnostics, events) may have begun a write of this session.
     const begun = this.#waiting.get(key);
-    if (begun) return new Promise((resolve, reject) => begun.push({ request, resolve, reject }));
+    if (begun) return behind(begun, request);
     this.#waiting.set(key, []);
     return this.#writeFirst(key, at);
   }
@@ -278,6 +278,11 @@ export class CommitQueue {
     const { codec, parsed } = this.#o;
     return parsed.read(key, record.data) ?? codec.parse(record) ?? new Map();
   }
+}
+
+/** A commit queued behind the write in flight: it settles when its batch is written. */
+function behind(queue: Waiter[], request: CommitRequest): Promise<CommitOutcome> {
+  return new Promise((resolve, reject) => queue.push({ request, resolve, reject }));
 }
 
 /** The newest record among what the requests loaded and what this process knows of since. */
