@@ -45,7 +45,10 @@ const LOAD_CPU = settings.pin ? 1 : undefined;
 const SERVER_ENV = { REDIS_URL, PG_URL, NODE_ENV: 'production' };
 const log = (message) => process.stderr.write(`[interleave] ${message}\n`);
 
-/** run.mjs's node contenders (no Django, no workload c); `bare`: the same framework alone. */
+/**
+ * run.mjs's node contenders (no Django, no workload c); `bare`: the same
+ * framework alone, or for a network store, the limit over that store.
+ */
 function contenders() {
   const node = (name, script, env = {}, meta = {}) => ({ name, script, env, ...meta });
   const satchel = (adapter, store, meta = {}) =>
@@ -67,9 +70,15 @@ function contenders() {
   list.push(node('hono 4 + Map', 'hono-bare.mjs', {}, { frame: 'hono' }));
   list.push(satchel('hono', 'memory'));
   list.push(satchel('direct', 'memory', { optIn: true }));
+  // The limit with its carts in Redis or PostgreSQL: the same round trips, no session library.
+  for (const store of ['redis', 'postgres']) {
+    const floor = { ...services[store], frame: `node ${store}` };
+    list.push(node(`limit + ${store} (node:http)`, 'limit-store.mjs', { STORE: store }, floor));
+  }
   for (const c of list) {
-    if (c.script === 'satchel.mjs' && c.env.STORE === 'memory')
-      c.bare = list.find((b) => b.frame === c.env.ADAPTER)?.name;
+    if (c.script !== 'satchel.mjs') continue;
+    const frame = c.env.STORE === 'memory' ? c.env.ADAPTER : `${c.env.ADAPTER} ${c.env.STORE}`;
+    c.bare = list.find((b) => b.frame === frame)?.name;
   }
   const chosen = list.filter((c) => c.limit || (only ? only.test(c.name) : !c.optIn));
   return compare ? [...chosen, ...chosen.filter(isSatchel).map(againstBuild)] : chosen;
@@ -168,7 +177,7 @@ function summarize(s, workload) {
 
 const HEADER =
   '| contender | min CPU µs/req | median CPU µs/req | CPU ratio | req/s (min-CPU round) |' +
-  ' added µs/req vs limit | satchel ÷ bare framework |';
+  ' added µs/req vs limit | satchel ÷ bare framework (or store floor) |';
 
 function table(servers, workload) {
   const stats = new Map(servers.map((s) => [s.name, summarize(s, workload)]));

@@ -7,6 +7,7 @@
  * Chrome DevTools or speedscope for the flame graph.
  *
  *   node bench/profile.mjs [--adapter=node] [--store=memory] [--mode=cart|read] [--duration=10]
+ *        [--server=satchel.mjs] [--interval=1000 (µs between samples)]
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,6 +26,8 @@ const store = option('store', 'memory');
 const mode = option('mode', 'cart');
 const duration = Number(option('duration', 10));
 const server = option('server', 'satchel.mjs');
+// Sampling interval in µs (V8's default is 1000).
+const interval = option('interval', '1000');
 
 /** Self and inclusive time per function (name + file:line) from a V8 .cpuprofile. */
 export function summarize(profile, top = 25) {
@@ -79,7 +82,12 @@ async function main() {
   const port = await freePort();
   const child = start(
     process.execPath,
-    ['--cpu-prof', `--cpu-prof-dir=${dir}`, join(BENCH, 'servers', server)],
+    [
+      '--cpu-prof',
+      `--cpu-prof-interval=${interval}`,
+      `--cpu-prof-dir=${dir}`,
+      join(BENCH, 'servers', server),
+    ],
     {
       env: {
         ADAPTER: adapter,
