@@ -10,16 +10,30 @@ export function fromRequest(
   request: Request,
   header: IncomingRequest['header'] = (name) => request.headers.get(name) ?? undefined,
 ): IncomingRequest {
-  const href = request.url;
-  return {
-    header,
-    encrypted: href.startsWith('https:'),
-    // Parsed only by the url transport: most requests never need it.
-    get url() {
-      const url = new URL(href);
-      return url.pathname + url.search;
-    },
-  };
+  return new WebIncoming(request.url, header);
+}
+
+/**
+ * A class rather than an object literal: a literal with a getter is built
+ * anew on every request, at several times the cost of a class instance.
+ */
+class WebIncoming implements IncomingRequest {
+  readonly encrypted: boolean;
+  readonly #href: string;
+
+  constructor(
+    href: string,
+    readonly header: IncomingRequest['header'],
+  ) {
+    this.#href = href;
+    this.encrypted = href.startsWith('https:');
+  }
+
+  /** Parsed only by the url transport: most requests never need it. */
+  get url(): string {
+    const url = new URL(this.#href);
+    return url.pathname + url.search;
+  }
 }
 
 /**

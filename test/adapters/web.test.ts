@@ -38,6 +38,23 @@ describe('Web adapter, called directly', () => {
     expect(res.headers.get('vary')).toBe('Cookie');
   });
 
+  it('finds a cookie-less visitor by the ID in the request URL, with the URL transport', async () => {
+    const sessions = createSessions<{ n: number }>({
+      store: memoryStore(),
+      logger,
+      transport: { type: 'url' },
+    });
+    const handle = withSessions(sessions, (_request, session) => {
+      const n = session.update('n', (v) => (v ?? 0) + 1);
+      return new Response(`${n} ${session.encodeUrl('/cart/?page=2')}`);
+    });
+    const [first, link] = (await (await handle(new Request('https://shop.test/'))).text()).split(' ');
+    expect(first).toBe('1');
+    expect(link).toMatch(/^\/cart\/\?page=2&sessionid=[\w-]{43}$/);
+    const next = await handle(new Request(`https://shop.test${link}`));
+    expect((await next.text()).split(' ')[0]).toBe('2');
+  });
+
   it('answers 500, saves nothing and releases the lock when the handler throws', async () => {
     const sessions = createSessions<{ n: number }>({
       store: memoryStore(),
