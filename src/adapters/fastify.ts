@@ -4,7 +4,7 @@ import type { CommitResult, LoadOptions, Sessions } from '../manager.js';
 import { commitNow, loadNow } from '../immediate.js';
 import type { Session, SessionData } from '../session.js';
 import { errorReply } from './errors.js';
-import { applyCommitHeaders } from './headers.js';
+import { applyCommitHeaders, type HeaderTarget } from './headers.js';
 import { incoming } from './http.js';
 import { withCommitHeaders } from './web.js';
 
@@ -20,7 +20,17 @@ export interface SessionPluginOptions extends LoadOptions {
 }
 
 /** Per request: the loaded session and whether its commit has started. */
-const pending = new WeakMap<object, { session: Session<SessionData>; open: boolean }>();
+interface Pending {
+  session: Session<SessionData>;
+  open: boolean;
+}
+
+/**
+ * Where a request keeps its Pending: a request decorator (declared on every
+ * request, so their shape never changes), cheaper than a WeakMap's set and get.
+ */
+const PENDING = Symbol('satchel pending commit');
+type WithPending = Record<typeof PENDING, Pending | null>;
 
 function sendError(sessions: Sessions<any>, reply: FastifyReply, err: SatchelError): string {
   const { status, headers, body } = errorReply(sessions, err);
@@ -37,57 +47,84 @@ async function satchelSession(
   { sessions, ...loadOptions }: SessionPluginOptions,
 ): Promise<void> {
   fastify.decorateRequest('session', null as unknown as Session<SessionData>);
+  fastify.decorateRequest(PENDING, null);
 
-  fastify.addHook('onRequest', async (request, reply) => {
-    let session: Session<SessionData>;
-    try {
-      const loading = loadNow(sessions, incoming(request.raw), loadOptions);
-      session = loading instanceof Promise ? await loading : loading;
-    } catch (err) {
-      if (!SatchelError.is(err)) throw err;
-      return reply.send(sendError(sessions, reply, err));
-    }
-    request.session = session;
-    const state = { session, open: true };
-    pending.set(request, state);
-    // A reply that never reaches onSend (client gone, hijacked): release the lock, save nothing.
-    const abandon = () => {
-      if (!state.open) return;
-      state.open = false;
-      sessions.abandon(session).catch(() => {});
+  // Callback-style hooks, not async ones: with a store that answers at once,
+  // Fastify goes on in the same call instead of a promise job later.
+  fastify.addHook('onRequest', (request, reply, done) => {
+    const start = (session: Session<SessionData>) => {
+      request.session = session;
+      const state: Pending = { session, open: true };
+      (request as unknown as WithPending)[PENDING] = state;
+      // A reply that never reaches onSend (client gone, hijacked): release the lock, save nothing.
+      // 'close' comes once per response: `on` spares the wrapper `once` builds.
+      const abandon = () => {
+        if (!state.open) return;
+        state.open = false;
+        sessions.abandon(session).catch(() => {});
+      };
+      reply.raw.on('close', abandon);
+      if (reply.raw.closed) abandon();
+      done();
     };
-    reply.raw.once('close', abandon);
-    if (reply.raw.closed) abandon();
+    const fail = (err: unknown) => {
+      if (!SatchelError.is(err)) return done(err as Error);
+      reply.send(sendError(sessions, reply, err));
+    };
+    let loading: Session<SessionData> | Promise<Session<SessionData>>;
+    try {
+      loading = loadNow(sessions, incoming(request.raw), loadOptions);
+    } catch (err) {
+      return fail(err);
+    }
+    if (loading instanceof Promise) loading.then(start, fail).catch((err) => done(err));
+    else start(loading);
   });
 
-  fastify.addHook('onSend', async (request, reply, payload) => {
-    const state = pending.get(request);
-    if (!state?.open) return payload;
+  fastify.addHook('onSend', (request, reply, payload, done) => {
+    const state = (request as unknown as WithPending)[PENDING];
+    if (!state?.open) return done(null, payload);
     state.open = false;
     // A returned web Response sets its status and headers after onSend; read and extend it instead.
     const response = isResponse(payload) ? payload : undefined;
-    let commit: CommitResult;
-    try {
-      const committing = commitNow(sessions, state.session, response?.status ?? reply.statusCode);
-      commit = committing instanceof Promise ? await committing : committing;
-    } catch (err) {
-      if (!SatchelError.is(err)) throw err;
+    const finish = ({ headers }: CommitResult) => {
+      if (response) return done(null, withCommitHeaders(response, headers));
+      applyCommitHeaders(headers, new ReplyHeaders(reply));
+      done(null, payload);
+    };
+    const fail = (err: unknown) => {
+      if (!SatchelError.is(err)) return done(err as Error);
       if (response) response.body?.cancel().catch(() => {});
       else (payload as { destroy?: () => void } | null)?.destroy?.();
-      return sendError(sessions, reply, err);
+      done(null, sendError(sessions, reply, err));
+    };
+    let committing: CommitResult | Promise<CommitResult>;
+    try {
+      committing = commitNow(sessions, state.session, response?.status ?? reply.statusCode);
+    } catch (err) {
+      return fail(err);
     }
-    if (response) return withCommitHeaders(response, commit.headers);
-    applyCommitHeaders(commit.headers, {
-      get(name) {
-        const value = reply.getHeader(name);
-        return value === undefined ? undefined : String(value);
-      },
-      set: (name, value) => void reply.header(name, value),
-      // Fastify appends set-cookie values given one by one.
-      append: (name, value) => void reply.header(name, value),
-    });
-    return payload;
+    if (committing instanceof Promise) committing.then(finish, fail).catch((err) => done(err));
+    else finish(committing);
   });
+}
+
+/** A Fastify reply as a commit's header target; Fastify appends set-cookie values given one by one. */
+class ReplyHeaders implements HeaderTarget {
+  constructor(readonly reply: FastifyReply) {}
+
+  get(name: string): string | undefined {
+    const value = this.reply.getHeader(name);
+    return value === undefined ? undefined : String(value);
+  }
+
+  set(name: string, value: string): void {
+    this.reply.header(name, value);
+  }
+
+  append(name: string, value: string): void {
+    this.reply.header(name, value);
+  }
 }
 
 /**
