@@ -125,7 +125,11 @@ if (adapter === 'node') {
   app.use(session(sessions));
   const reply = (kind) => (req, res) => {
     const [status, body, type] = handle(req.session, kind, req.params.item);
-    res.status(status).type(type).send(body);
+    // Answered as express-bare.mjs answers: res.send's own text/html default,
+    // res.type() only for text/plain (a full type given to res.type() is
+    // parsed again by res.send to set its charset: work the bare one never does).
+    if (type !== 'text/html; charset=utf-8') res.type(type);
+    res.status(status).send(body);
   };
   app.get('/add_to_cart/:item/', reply('add'));
   app.get('/append/:item/', reply('append'));
