@@ -24,20 +24,31 @@ declare global {
  */
 export function session(sessions: Sessions<SessionData>, options?: LoadOptions): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
-    const start = (loaded: Session<SessionData>) => {
-      req.session = loaded;
-      commitBeforeResponse(sessions, loaded, res, next);
-      next();
-    };
-    const fail = (err: unknown) => handleSessionError(sessions, res, err, next);
     let loading: Session<SessionData> | Promise<Session<SessionData>>;
     try {
       loading = loadNow(sessions, incoming(req), options);
     } catch (err) {
-      return fail(err);
+      return handleSessionError(sessions, res, err, next);
     }
     // Loaded at once (a synchronous store): the next handler runs now, not a promise job later.
-    if (loading instanceof Promise) loading.then(start, fail);
-    else start(loading);
+    if (loading instanceof Promise) {
+      loading.then(
+        (loaded) => begin(sessions, loaded, req, res, next),
+        (err) => handleSessionError(sessions, res, err, next),
+      );
+    } else begin(sessions, loading, req, res, next);
   };
+}
+
+/** Gives the request its session, holds the response for the commit, and goes on. */
+function begin(
+  sessions: Sessions<SessionData>,
+  loaded: Session<SessionData>,
+  req: Request,
+  res: Response,
+  next: NextFunction,
+): void {
+  req.session = loaded;
+  commitBeforeResponse(sessions, loaded, res, next);
+  next();
 }

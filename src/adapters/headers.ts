@@ -52,13 +52,28 @@ export function applyCommitHeaders(headers: CommitResult['headers'], target: Hea
   }
 }
 
-/** A Web `Headers` object as a commit's header target. */
+/**
+ * A Web `Headers` object as a commit's header target. The targets are
+ * classes: an object literal of closures would be built anew for every response.
+ */
 export function webHeaderTarget(target: Headers): HeaderTarget {
-  return {
-    get: (name) => target.get(name) ?? undefined,
-    set: (name, value) => target.set(name, value),
-    append: (name, value) => target.append(name, value),
-  };
+  return new WebHeaderTarget(target);
+}
+
+class WebHeaderTarget implements HeaderTarget {
+  constructor(readonly target: Headers) {}
+
+  get(name: string): string | undefined {
+    return this.target.get(name) ?? undefined;
+  }
+
+  set(name: string, value: string): void {
+    this.target.set(name, value);
+  }
+
+  append(name: string, value: string): void {
+    this.target.append(name, value);
+  }
 }
 
 /** What a node:http (or HTTP/2 compatibility) response offers for headers, without importing node:http. */
@@ -69,20 +84,29 @@ export interface NodeHeaders {
 
 /** A node:http response as a commit's header target. */
 export function nodeHeaderTarget(res: NodeHeaders): HeaderTarget {
-  return {
-    get(name) {
-      const value = res.getHeader(name);
-      return value === undefined
-        ? undefined
-        : Array.isArray(value)
-          ? value.join(', ')
-          : String(value);
-    },
-    set: (name, value) => void res.setHeader(name, value),
-    append(name, value) {
-      const current = res.getHeader(name);
-      if (current === undefined) res.setHeader(name, value);
-      else res.setHeader(name, [...(Array.isArray(current) ? current : [String(current)]), value]);
-    },
-  };
+  return new NodeHeaderTarget(res);
+}
+
+class NodeHeaderTarget implements HeaderTarget {
+  constructor(readonly res: NodeHeaders) {}
+
+  get(name: string): string | undefined {
+    const value = this.res.getHeader(name);
+    return value === undefined
+      ? undefined
+      : Array.isArray(value)
+        ? value.join(', ')
+        : String(value);
+  }
+
+  set(name: string, value: string): void {
+    this.res.setHeader(name, value);
+  }
+
+  append(name: string, value: string): void {
+    const current = this.res.getHeader(name);
+    if (current === undefined) this.res.setHeader(name, value);
+    else
+      this.res.setHeader(name, [...(Array.isArray(current) ? current : [String(current)]), value]);
+  }
 }

@@ -40,58 +40,89 @@ export function sendError(sessions: Sessions<any>, res: ServerResponse, err: unk
  * sent and the store written before the client sees anything — a redirect
  * never races the save. The first writeHead, write or end starts the commit;
  * calls made meanwhile are queued and replayed in order (see hold.ts).
+ * `otherwise` gets errors that are not satchel's (default: answered as a 500).
  */
 export function commitBeforeResponse<D extends object>(
   sessions: Sessions<D>,
   session: Session<D>,
   res: ServerResponse,
-  otherwise: (err: unknown) => void,
+  otherwise?: (err: unknown) => void,
 ): { settled(): void } {
-  const send = ({ headers }: CommitResult) => {
-    holder.state = 'done';
-    const [first] = holder.queue;
-    if (!first || !isWriteHead(first[0]) || !joinedWriteHead(res, first[1], headers)) {
-      // Headers given to writeHead() are set first, so the commit's merge with them.
-      for (const [fn, args] of holder.queue) if (isWriteHead(fn)) hoistHeaders(res, args);
-      applyCommitHeaders(headers, nodeHeaderTarget(res));
-    }
-    let answer: unknown;
-    for (const [fn, args] of holder.queue) answer = fn.apply(res, args);
-    holder.replayed = { answer };
-  };
-  const fail = (err: unknown) => {
-    holder.state = 'done';
-    handleSessionError(sessions, res, err, otherwise);
-  };
-  const holder: Holder = {
-    state: 'open',
-    queue: [],
-    replayed: undefined,
-    start(status) {
-      // Done at once (a synchronous store): the held call is replayed from inside itself.
-      const commit = commitNow(sessions, session, status ?? res.statusCode);
-      // A replayed call that throws (an invalid header the app gave writeHead) throws to the
-      // handler when the commit was done at once; later, it goes where the handler's errors go.
-      if (commit instanceof Promise) commit.then(send, fail).catch(otherwise);
-      else send(commit);
-    },
-    /** Nothing is saved for a client that left; the lock is released only now, as the handler is done. */
-    giveUp() {
-      holder.state = 'done';
-      sessions.abandon(session).catch(() => {});
-    },
-  };
+  const held = new HeldCommit(sessions, session, res, otherwise);
   // A client that goes away before the response (the response is destroyed):
   // nothing is saved, but the lock is kept until the handler answers (or
   // settles), so the next request of the session cannot run alongside it.
   // lockTtl is the backstop.
-  hold(res, holder);
-  return {
-    /** The handler has settled: if its client left and it never answered, release now. */
-    settled() {
-      if (isGone(res) && holder.state === 'open') holder.giveUp();
-    },
-  };
+  hold(res, held);
+  return held;
+}
+
+/**
+ * One held response and its commit. A class: the closures and objects an
+ * inline version would build anew for every response cost more than the rest.
+ */
+class HeldCommit<D extends object> implements Holder {
+  state: Holder['state'] = 'open';
+  readonly queue: Holder['queue'] = [];
+  replayed: Holder['replayed'] = undefined;
+
+  constructor(
+    readonly sessions: Sessions<D>,
+    readonly session: Session<D>,
+    readonly res: ServerResponse,
+    readonly otherwise: ((err: unknown) => void) | undefined,
+  ) {}
+
+  start(status: number | undefined): void {
+    // Done at once (a synchronous store): the held call is replayed from inside itself.
+    const commit = commitNow(this.sessions, this.session, status ?? this.res.statusCode);
+    // A replayed call that throws (an invalid header the app gave writeHead) throws to the
+    // handler when the commit was done at once; later, it goes where the handler's errors go.
+    if (commit instanceof Promise) {
+      commit
+        .then(
+          (done) => this.#send(done),
+          (err) => this.#fail(err),
+        )
+        .catch((err) => this.#otherwise(err));
+    } else this.#send(commit);
+  }
+
+  /** Nothing is saved for a client that left; the lock is released only now, as the handler is done. */
+  giveUp(): void {
+    this.state = 'done';
+    this.sessions.abandon(this.session).catch(() => {});
+  }
+
+  /** The handler has settled: if its client left and it never answered, release now. */
+  settled(): void {
+    if (isGone(this.res) && this.state === 'open') this.giveUp();
+  }
+
+  #send({ headers }: CommitResult): void {
+    const { res, queue } = this;
+    this.state = 'done';
+    const [first] = queue;
+    if (!first || !isWriteHead(first[0]) || !joinedWriteHead(res, first[1], headers)) {
+      // Headers given to writeHead() are set first, so the commit's merge with them.
+      for (const [fn, args] of queue) if (isWriteHead(fn)) hoistHeaders(res, args);
+      applyCommitHeaders(headers, nodeHeaderTarget(res));
+    }
+    let answer: unknown;
+    for (const [fn, args] of queue) answer = fn.apply(res, args);
+    this.replayed = { answer };
+  }
+
+  #fail(err: unknown): void {
+    this.state = 'done';
+    if (SatchelError.is(err)) sendError(this.sessions, this.res, err);
+    else this.#otherwise(err);
+  }
+
+  #otherwise(err: unknown): void {
+    if (this.otherwise) this.otherwise(err);
+    else sendError(this.sessions, this.res, err);
+  }
 }
 
 /**

@@ -36,9 +36,7 @@ export function withSessions<D extends object = SessionData>(
       return;
     }
     (req as SessionRequest<D>).session = session;
-    const response = commitBeforeResponse(sessions, session, res, (e) =>
-      sendError(sessions, res, e),
-    );
+    const response = commitBeforeResponse(sessions, session, res);
     try {
       const handled = handler(req as SessionRequest<D>, res);
       if (isPromiseLike(handled)) await handled;
