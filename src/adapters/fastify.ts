@@ -68,7 +68,7 @@ async function satchelSession(
       done();
     };
     const fail = (err: unknown) => {
-      if (!SatchelError.is(err)) return done(err as Error);
+      if (!SatchelError.is(err)) return done(asError(err));
       reply.send(sendError(sessions, reply, err));
     };
     let loading: Session<SessionData> | Promise<Session<SessionData>>;
@@ -77,8 +77,12 @@ async function satchelSession(
     } catch (err) {
       return fail(err);
     }
-    if (loading instanceof Promise) loading.then(start, fail).catch((err) => done(err));
-    else start(loading);
+    if (loading instanceof Promise) {
+      // start or fail threw before going on (what follows done() is Fastify's to catch).
+      loading.then(start, fail).catch((err) => {
+        if ((request as unknown as WithPending)[PENDING] === null) done(asError(err));
+      });
+    } else start(loading);
   });
 
   fastify.addHook('onSend', (request, reply, payload, done) => {
@@ -93,7 +97,7 @@ async function satchelSession(
       done(null, payload);
     };
     const fail = (err: unknown) => {
-      if (!SatchelError.is(err)) return done(err as Error);
+      if (!SatchelError.is(err)) return done(asError(err));
       if (response) response.body?.cancel().catch(() => {});
       else (payload as { destroy?: () => void } | null)?.destroy?.();
       done(null, sendError(sessions, reply, err));
@@ -104,9 +108,21 @@ async function satchelSession(
     } catch (err) {
       return fail(err);
     }
-    if (committing instanceof Promise) committing.then(finish, fail).catch((err) => done(err));
-    else finish(committing);
+    if (committing instanceof Promise) {
+      committing.then(finish, fail).catch((err) => done(asError(err)));
+    } else finish(committing);
   });
+}
+
+/**
+ * A rejection's reason as Fastify's `done` needs it: `done(undefined)` means
+ * success, so an empty reason becomes an Error (async hooks got Fastify's own
+ * FST_ERR_SEND_UNDEFINED_ERR for it), never a response sent as if saved.
+ */
+function asError(err: unknown): Error {
+  return err
+    ? (err as Error)
+    : new Error('satchel: a session load or commit failed with no reason');
 }
 
 /** A Fastify reply as a commit's header target; Fastify appends set-cookie values given one by one. */

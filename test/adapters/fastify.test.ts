@@ -1,7 +1,7 @@
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { sessionPlugin } from '../../src/adapters/fastify.js';
-import { createSessions, type Session } from '../../src/index.js';
+import { createSessions, type Session, type Sessions } from '../../src/index.js';
 import { memoryStore } from '../../src/stores/memory.js';
 import { describeAdapter, scenario } from './matrix.js';
 
@@ -83,5 +83,54 @@ describe('Fastify adapter, through inject', () => {
     expect(ok.statusCode).toBe(201);
     expect(ok.headers.vary).toBe('Accept, Cookie');
     expect(await add()).toBe('202');
+  });
+
+  describe('with a Sessions object the app wrapped', () => {
+    async function wrappedApp(wrap: (inner: Sessions<any>) => Partial<Sessions<any>>) {
+      const inner = createSessions({ store: memoryStore(), logger });
+      const fastify = Fastify();
+      await fastify.register(sessionPlugin, {
+        sessions: { ...inner, ...wrap(inner) } as Sessions<any>,
+      });
+      fastify.get('/add', async (request) =>
+        String(counter(request.session).update('n', (n = 0) => n + 1)),
+      );
+      return fastify;
+    }
+
+    for (const [name, reason] of [
+      ['an empty reason', undefined],
+      ['a plain Error', new Error('wrapper broke')],
+    ] as const) {
+      it(`answers 500, never a success, when the wrapped commit rejects with ${name}`, async () => {
+        const fastify = await wrappedApp(() => ({ commit: () => Promise.reject(reason) }));
+        const res = await fastify.inject('/add');
+        expect(res.statusCode).toBe(500);
+        expect(res.headers['set-cookie']).toBeUndefined();
+      });
+
+      it(`answers 500, never running the route, when the wrapped load rejects with ${name}`, async () => {
+        let ran = false;
+        const fastify = await wrappedApp(() => ({ load: () => Promise.reject(reason) }));
+        fastify.get('/ran', async () => {
+          ran = true;
+          return 'ran';
+        });
+        const res = await fastify.inject('/ran');
+        expect(res.statusCode).toBe(500);
+        expect(ran).toBe(false);
+      });
+    }
+
+    it('goes on with a wrapped load and commit that answer later', async () => {
+      const fastify = await wrappedApp((inner) => ({
+        load: async (request, options) => inner.load(request, options),
+        commit: async (session, status) => inner.commit(session, status),
+      }));
+      const first = await fastify.inject('/add');
+      const cookie = String(first.headers['set-cookie']).split(';')[0]!;
+      const second = await fastify.inject({ url: '/add', headers: { cookie } });
+      expect([first.body, second.body]).toEqual(['1', '2']);
+    });
   });
 });

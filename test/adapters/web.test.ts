@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { createAdaptorServer } from '@hono/node-server';
 import { describe, expect, it } from 'vitest';
-import { withSessions } from '../../src/adapters/web.js';
+import { fromRequest, withSessions } from '../../src/adapters/web.js';
 import { createSessions } from '../../src/index.js';
 import { memoryStore } from '../../src/stores/memory.js';
 import { describeAdapter, scenario } from './matrix.js';
@@ -53,6 +53,27 @@ describe('Web adapter, called directly', () => {
     expect(link).toMatch(/^\/cart\/\?page=2&sessionid=[\w-]{43}$/);
     const next = await handle(new Request(`https://shop.test${link}`));
     expect((await next.text()).split(' ')[0]).toBe('2');
+  });
+
+  it('gives the manager the request target as the URL parser reads it, in plain properties', () => {
+    const urls = [
+      'http://shop.test/a?b=1#frag',
+      'https://shop.test:8443/%2F/x/../b?',
+      'https://shop.test',
+      'http://shop.test/?',
+      'http://shop.test/a#x?y',
+      'http://[::1]:8080/p?q=%23&sessionid=abc',
+      'http://shop.test/caf%C3%A9?x=%20',
+    ];
+    for (const href of urls) {
+      const request = new Request(href);
+      const parsed = new URL(request.url);
+      const incoming = fromRequest(request);
+      expect(incoming.url).toBe(parsed.pathname + parsed.search);
+      expect(incoming.encrypted).toBe(parsed.protocol === 'https:');
+      // A copy (a proxy in front that overrides `encrypted`) keeps it.
+      expect({ ...incoming, encrypted: true }.url).toBe(incoming.url);
+    }
   });
 
   it('answers 500, saves nothing and releases the lock when the handler throws', async () => {
