@@ -35,8 +35,8 @@ function requestTarget(href: string): string {
   }
   const hash = href.indexOf('#', slash);
   const target = hash === -1 ? href.slice(slash) : href.slice(slash, hash);
-  // An empty query ("/a?") has an empty `search`.
-  return target.endsWith('?') ? target.slice(0, -1) : target;
+  // An empty query ("/a?") has an empty `search`; "/a?b=?" keeps its last "?".
+  return target.indexOf('?') === target.length - 1 ? target.slice(0, -1) : target;
 }
 
 /**

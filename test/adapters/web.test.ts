@@ -62,6 +62,7 @@ describe('Web adapter, called directly', () => {
       'https://shop.test:8443/%2F/x/../b?',
       'https://shop.test',
       'http://shop.test/?',
+      'http://shop.test/a?b=?',
       'http://shop.test/a#x?y',
       'http://[::1]:8080/p?q=%23&sessionid=abc',
       'http://shop.test/caf%C3%A9?x=%20',
