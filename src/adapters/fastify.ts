@@ -30,7 +30,7 @@ interface Pending {
  * request, so their shape never changes), cheaper than a WeakMap's set and get.
  */
 const PENDING = Symbol('satchel pending commit');
-type WithPending = Record<typeof PENDING, Pending | null>;
+const pendingOf = (request: object) => request as unknown as Record<typeof PENDING, Pending | null>;
 
 function sendError(sessions: Sessions<any>, reply: FastifyReply, err: SatchelError): string {
   const { status, headers, body } = errorReply(sessions, err);
@@ -55,7 +55,7 @@ async function satchelSession(
     const start = (session: Session<SessionData>) => {
       request.session = session;
       const state: Pending = { session, open: true };
-      (request as unknown as WithPending)[PENDING] = state;
+      pendingOf(request)[PENDING] = state;
       // A reply that never reaches onSend (client gone, hijacked): release the lock, save nothing.
       // 'close' comes once per response: `on` spares the wrapper `once` builds.
       const abandon = () => {
@@ -80,13 +80,13 @@ async function satchelSession(
     if (loading instanceof Promise) {
       // start or fail threw before going on (what follows done() is Fastify's to catch).
       loading.then(start, fail).catch((err) => {
-        if ((request as unknown as WithPending)[PENDING] === null) done(asError(err));
+        if (pendingOf(request)[PENDING] === null) done(asError(err));
       });
     } else start(loading);
   });
 
   fastify.addHook('onSend', (request, reply, payload, done) => {
-    const state = (request as unknown as WithPending)[PENDING];
+    const state = pendingOf(request)[PENDING];
     if (!state?.open) return done(null, payload);
     state.open = false;
     // A returned web Response sets its status and headers after onSend; read and extend it instead.

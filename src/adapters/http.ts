@@ -116,8 +116,7 @@ class HeldCommit<D extends object> implements Holder {
 
   #fail(err: unknown): void {
     this.state = 'done';
-    if (SatchelError.is(err)) sendError(this.sessions, this.res, err);
-    else this.#otherwise(err);
+    handleSessionError(this.sessions, this.res, err, (other) => this.#otherwise(other));
   }
 
   #otherwise(err: unknown): void {
