@@ -87,7 +87,9 @@ export function ownerOf(data: SessionMap): { owner?: string } {
 }
 
 export class ChangeLog {
-  #data: SessionMap = new Map();
+  // Both maps are made when first needed: a loaded session replaces the
+  // first at once, and values handed out by reference are the rarer case.
+  #data: SessionMap | undefined;
   /** Saved data not read back yet (a group commit's other sessions), and its expiry setting. */
   #pending: { load: () => SessionMap; setting: unknown } | undefined;
   /** What this request changed since the last save, in order. */
@@ -95,7 +97,7 @@ export class ChangeLog {
   /** The handler read or wrote the session (responses then vary on the cookie). */
   accessed = false;
   /** Values handed out by reference, with their serialized form at that moment. */
-  readonly #handedOut = new Map<string, { ref: object; text: string }>();
+  #handedOut: Map<string, { ref: object; text: string }> | undefined;
   readonly #codec: ValueCodec;
 
   constructor(codec: ValueCodec) {
@@ -108,6 +110,7 @@ export class ChangeLog {
       this.#data = this.#pending.load();
       this.#pending = undefined;
     }
+    this.#data ??= new Map();
     return this.#data;
   }
 
@@ -118,16 +121,17 @@ export class ChangeLog {
 
   /** The per-session expiry setting, without reading back data a group commit saved. */
   get expirySetting(): unknown {
-    return this.#pending ? this.#pending.setting : this.#data.get(EXPIRY_KEY);
+    return this.#pending ? this.#pending.setting : this.#data?.get(EXPIRY_KEY);
   }
 
   read(key: string): unknown {
     this.accessed = true;
     const value = this.data.get(key);
-    if (isObject(value) && !this.#handedOut.has(key)) {
+    if (isObject(value) && !this.#handedOut?.has(key)) {
       // Handed out by reference: a nested change (cart.push(x)) is found at commit.
       try {
-        this.#handedOut.set(key, { ref: value, text: this.#codec.stringifyValue(value, key) });
+        const text = this.#codec.stringifyValue(value, key);
+        (this.#handedOut ??= new Map()).set(key, { ref: value, text });
       } catch (err) {
         // A value the serializer refuses (a Date under JSON) is reported by the commit, naming its key.
         if (!SatchelError.is(err)) throw err;
@@ -154,6 +158,7 @@ export class ChangeLog {
 
   /** True when a handed-out value was changed in place. */
   hasNestedChanges(): boolean {
+    if (this.#handedOut === undefined) return false;
     for (const [key, { ref, text }] of this.#handedOut) {
       if (this.data.get(key) === ref && this.#codec.stringifyValue(ref, key) !== text) return true;
     }
@@ -162,6 +167,7 @@ export class ChangeLog {
 
   /** A handed-out value changed in place (cart.push(x)) is logged as if set. */
   recordNestedChanges(): void {
+    if (this.#handedOut === undefined) return;
     for (const [key, entry] of this.#handedOut) {
       if (this.data.get(key) !== entry.ref) continue;
       const now = this.#codec.stringifyValue(entry.ref, key);
@@ -184,7 +190,7 @@ export class ChangeLog {
    */
   savedLazily(load: () => SessionMap, setting: unknown): void {
     this.#pending = { load, setting };
-    this.#data = new Map();
+    this.#data = undefined;
     this.ops = [];
   }
 
@@ -193,6 +199,6 @@ export class ChangeLog {
     this.accessed = true;
     this.data.clear();
     this.ops = [];
-    this.#handedOut.clear();
+    this.#handedOut?.clear();
   }
 }

@@ -303,16 +303,16 @@ export function buildSessions<D extends object = SessionData>(
   ): Session<D> | Promise<Session<D>> {
     const incoming = transport.read(request);
     const identity = new Identity(incoming.raw !== undefined, isSecure(request, o.trustProxy));
-    const idFor = () => {
-      if (identity.id === undefined) identity.assign(ids.issue());
-      return persistence.outgoing(parts)!;
-    };
     const parts: SessionParts = {
       identity,
       changes: new ChangeLog(codec),
       flash: new Flash(),
       runtime,
-      links: transport.linker?.(request, incoming, idFor),
+      // Only the URL transport links; `?.` skips its arguments, so no closure is made otherwise.
+      links: transport.linker?.(request, incoming, () => {
+        if (identity.id === undefined) identity.assign(ids.issue());
+        return persistence.outgoing(parts)!;
+      }),
     };
     const opening = persistence.open(parts, request, incoming, loadOptions?.lock ?? o.lock);
     return opening ? opening.then(() => new Session<D>(parts)) : new Session<D>(parts);

@@ -26,25 +26,65 @@ export function withSessions<D extends object = SessionData>(
   handler: SessionHandler<D>,
   options?: LoadOptions,
 ): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
-  return async (req, res) => {
-    let session: Session<D>;
+  // Not an async function: one costs every request a promise, its own frame
+  // and a job for each await, even when the store answered at once and the
+  // handler returned nothing to wait for (bench/RESULTS.md run 10).
+  return (req, res) => {
+    let loading: Session<D> | Promise<Session<D>>;
     try {
-      const loading = loadNow(sessions, incoming(req), options);
-      session = loading instanceof Promise ? await loading : loading;
+      loading = loadNow(sessions, incoming(req), options);
     } catch (err) {
       sendError(sessions, res, err);
-      return;
+      return DONE;
     }
-    (req as SessionRequest<D>).session = session;
-    const response = commitBeforeResponse(sessions, session, res);
-    try {
-      const handled = handler(req as SessionRequest<D>, res);
-      if (isPromiseLike(handled)) await handled;
-    } catch (err) {
-      // Answered as a 500: the commit that follows saves nothing and releases the lock.
-      sendError(sessions, res, err);
-    } finally {
-      response.settled();
-    }
+    if (!(loading instanceof Promise)) return serve(sessions, handler, req, res, loading);
+    return loading.then(
+      (session) => serve(sessions, handler, req, res, session),
+      (err) => sendError(sessions, res, err),
+    );
   };
+}
+
+/** Settled at once and shared: what the listener returns when nothing was left to wait for. */
+const DONE: Promise<void> = Promise.resolve();
+
+/** Runs the handler with the session, holding the response for the commit. */
+function serve<D extends object>(
+  sessions: Sessions<D>,
+  handler: SessionHandler<D>,
+  req: IncomingMessage,
+  res: ServerResponse,
+  session: Session<D>,
+): Promise<void> {
+  (req as SessionRequest<D>).session = session;
+  const response = commitBeforeResponse(sessions, session, res);
+  let handled: unknown;
+  try {
+    handled = handler(req as SessionRequest<D>, res);
+  } catch (err) {
+    failed(sessions, res, err, response);
+    return DONE;
+  }
+  if (!isPromiseLike(handled)) {
+    response.settled();
+    return DONE;
+  }
+  return Promise.resolve(handled).then(
+    () => response.settled(),
+    (err) => failed(sessions, res, err, response),
+  );
+}
+
+/** The handler threw: answered as a 500; the commit that follows saves nothing and releases the lock. */
+function failed(
+  sessions: Sessions<any>,
+  res: ServerResponse,
+  err: unknown,
+  response: { settled(): void },
+): void {
+  try {
+    sendError(sessions, res, err);
+  } finally {
+    response.settled();
+  }
 }

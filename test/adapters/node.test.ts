@@ -145,3 +145,64 @@ describe('node:http: the commit joins whatever form writeHead was given', () => 
     expect(res.headers.getSetCookie()).toHaveLength(1);
   });
 });
+
+describe('node:http: a handler that fails, and what the listener returns', () => {
+  let server: Server | undefined;
+  afterEach(async () => {
+    await new Promise((resolve) => server?.close(resolve) ?? resolve(undefined));
+    server = undefined;
+  });
+
+  /** Serves `listener` and returns its URL. */
+  async function serving(listener: Parameters<typeof createServer>[1]): Promise<string> {
+    server = createServer(listener);
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  }
+
+  for (const how of ['throws', 'rejects'] as const) {
+    it(`answers 500 and saves nothing when the handler ${how} before answering`, async () => {
+      const sessions = createSessions({ store: memoryStore(), logger: { warn() {}, error() {} } });
+      const url = await serving(
+        withSessions(sessions, (req, res) => {
+          if (req.url === '/fail') {
+            req.session.set('lost', true);
+            if (how === 'throws') throw new Error('handler failed');
+            return Promise.reject(new Error('handler failed'));
+          }
+          req.session.set('kept', true);
+          res.end(JSON.stringify({ lost: req.session.get('lost', false) }));
+        }),
+      );
+      const first = await fetch(url);
+      await first.text();
+      const cookie = first.headers.getSetCookie()[0]!.split(';')[0]!;
+      const failed = await fetch(`${url}fail`, { headers: { cookie } });
+      expect(failed.status).toBe(500);
+      expect(failed.headers.getSetCookie()).toEqual([]);
+      await failed.text();
+      const after = await fetch(url, { headers: { cookie } });
+      expect(await after.json()).toEqual({ lost: false });
+    });
+  }
+
+  it('returns a promise that settles once an async handler has, and one for a sync handler too', async () => {
+    const sessions = createSessions({ store: memoryStore() });
+    const log: string[] = [];
+    const listener = withSessions(sessions, async (req, res) => {
+      if (req.url === '/slow') await new Promise((resolve) => setTimeout(resolve, 20));
+      log.push(`handled ${req.url}`);
+      res.end('ok');
+    });
+    const settled: Promise<void>[] = [];
+    const url = await serving((req, res) => {
+      const returned = listener(req, res);
+      expect(returned).toBeInstanceOf(Promise);
+      settled.push(returned.then(() => void log.push(`settled ${req.url}`)));
+    });
+    await (await fetch(`${url}slow`)).text();
+    await (await fetch(url)).text();
+    await Promise.all(settled);
+    expect(log).toEqual(['handled /slow', 'settled /slow', 'handled /', 'settled /']);
+  });
+});
