@@ -11,18 +11,22 @@
  * request, start-up and warm-up cancelled out.
  *
  *   node bench/callgrind.mjs [--server=satchel.mjs] [--adapter=node] [--store=memory]
- *        [--mode=cart|read] [--requests=1000,3000] [--dist=<other build>/dist/]
+ *        [--mode=cart|read] [--requests=3000,21000] [--dist=<other build>/dist/]
  *
- * Needs valgrind (Debian: apt-get install valgrind). About a minute for the
- * defaults. The JIT is still warming up over the first thousands of
- * requests: to compare servers (not two builds of one), use
- * --requests=3000,9000 as bench/RESULTS.md run 7 does.
+ * Needs valgrind (Debian: apt-get install valgrind). Two to three minutes
+ * for the defaults. The window is long because a full (mark-compact)
+ * collection costs about 60 million instructions: over 6,000 requests
+ * (run 9's 3000,9000) one more or one fewer moved the limit between 105k
+ * and 122k a request, as much as the differences being measured; over
+ * 18,000, repeats agree within 1 % (bench/RESULTS.md run 10). The first
+ * 3,000 requests leave most of the JIT's warm-up out.
  */
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readArgs } from './lib/cli.mjs';
+import { freePort } from './lib/proc.mjs';
 
 const { option } = readArgs();
 const server = resolve(
@@ -30,7 +34,7 @@ const server = resolve(
   option('server', 'satchel.mjs'),
 );
 const mode = option('mode', 'cart');
-const [few, many] = option('requests', '1000,3000').split(',').map(Number);
+const [few, many] = option('requests', '3000,21000').split(',').map(Number);
 if (!(few > 0 && many > few)) throw new Error('--requests=<fewer>,<more>');
 const env = {
   ...process.env,
@@ -91,8 +95,9 @@ async function instructions(count, port) {
   return Number(total);
 }
 
-const base = 20_000 + (process.pid % 20_000);
-const [one, two] = await Promise.all([instructions(few, base), instructions(many, base + 1)]);
+// Ports the system hands out: two runs side by side (pid-derived ports did collide) never share one.
+const [portOne, portTwo] = [await freePort(), await freePort()];
+const [one, two] = await Promise.all([instructions(few, portOne), instructions(many, portTwo)]);
 const perRequest = Math.round((two - one) / (many - few));
 console.log(
   `${option('server', 'satchel.mjs')} ${env.ADAPTER}/${env.STORE} ${mode}: ${perRequest.toLocaleString('en')} instructions per request ` +
