@@ -131,7 +131,8 @@ export class ChangeLog {
       // Handed out by reference: a nested change (cart.push(x)) is found at commit.
       try {
         const text = this.#codec.stringifyValue(value, key);
-        (this.#handedOut ??= new Map()).set(key, { ref: value, text });
+        this.#handedOut ??= new Map();
+        this.#handedOut.set(key, { ref: value, text });
       } catch (err) {
         // A value the serializer refuses (a Date under JSON) is reported by the commit, naming its key.
         if (!SatchelError.is(err)) throw err;
