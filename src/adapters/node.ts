@@ -28,20 +28,30 @@ export function withSessions<D extends object = SessionData>(
 ): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   // Not an async function: one costs every request a promise, its own frame
   // and a job for each await, even when the store answered at once and the
-  // handler returned nothing to wait for (bench/RESULTS.md run 10).
+  // handler returned nothing to wait for (bench/RESULTS.md run 10). What an
+  // async function would reject with (a logger that throws inside sendError)
+  // still rejects the returned promise: nothing escapes as a synchronous throw.
   return (req, res) => {
-    let loading: Session<D> | Promise<Session<D>>;
     try {
-      loading = loadNow(sessions, incoming(req), options);
+      let loading: Session<D> | Promise<Session<D>>;
+      try {
+        loading = loadNow(sessions, incoming(req), options);
+      } catch (err) {
+        sendError(sessions, res, err);
+        return DONE;
+      }
+      if (!(loading instanceof Promise)) return serve(sessions, handler, req, res, loading);
+      return loading.then(
+        (session) => {
+          const serving = serve(sessions, handler, req, res, session);
+          // Adopting a promise costs jobs: only one with something left to wait for is returned.
+          return serving === DONE ? undefined : serving;
+        },
+        (err) => sendError(sessions, res, err),
+      );
     } catch (err) {
-      sendError(sessions, res, err);
-      return DONE;
+      return Promise.reject(err);
     }
-    if (!(loading instanceof Promise)) return serve(sessions, handler, req, res, loading);
-    return loading.then(
-      (session) => serve(sessions, handler, req, res, session),
-      (err) => sendError(sessions, res, err),
-    );
   };
 }
 
@@ -58,18 +68,20 @@ function serve<D extends object>(
 ): Promise<void> {
   (req as SessionRequest<D>).session = session;
   const response = commitBeforeResponse(sessions, session, res);
-  let handled: unknown;
+  let waiting: Promise<unknown> | undefined;
   try {
-    handled = handler(req as SessionRequest<D>, res);
+    const handled = handler(req as SessionRequest<D>, res);
+    // Inside the try: reading `then` (or a promise's constructor) can throw too.
+    if (isPromiseLike(handled)) waiting = Promise.resolve(handled);
   } catch (err) {
     failed(sessions, res, err, response);
     return DONE;
   }
-  if (!isPromiseLike(handled)) {
+  if (waiting === undefined) {
     response.settled();
     return DONE;
   }
-  return Promise.resolve(handled).then(
+  return waiting.then(
     () => response.settled(),
     (err) => failed(sessions, res, err, response),
   );

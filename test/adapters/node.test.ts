@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { withSessions } from '../../src/adapters/node.js';
 import { createSessions, type Sessions } from '../../src/index.js';
 import { memoryStore } from '../../src/stores/memory.js';
+import { asyncOnly } from '../support/sync-access.js';
 import { describeAdapter, scenario } from './matrix.js';
 
 describeAdapter('node:http', async (sessions) =>
@@ -160,49 +161,115 @@ describe('node:http: a handler that fails, and what the listener returns', () =>
     return `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
   }
 
-  for (const how of ['throws', 'rejects'] as const) {
-    it(`answers 500 and saves nothing when the handler ${how} before answering`, async () => {
-      const sessions = createSessions({ store: memoryStore(), logger: { warn() {}, error() {} } });
-      const url = await serving(
-        withSessions(sessions, (req, res) => {
-          if (req.url === '/fail') {
-            req.session.set('lost', true);
-            if (how === 'throws') throw new Error('handler failed');
-            return Promise.reject(new Error('handler failed'));
-          }
-          req.session.set('kept', true);
-          res.end(JSON.stringify({ lost: req.session.get('lost', false) }));
-        }),
-      );
+  const quiet = { warn() {}, error() {} };
+  /** A result whose `then` cannot even be read. */
+  const unreadable = () =>
+    Object.defineProperty({}, 'then', {
+      get() {
+        throw new Error('then getter failed');
+      },
+    });
+  const failures = {
+    throws: () => {
+      throw new Error('handler failed');
+    },
+    rejects: () => Promise.reject(new Error('handler failed')),
+    'returns a value whose then throws': unreadable,
+  };
+  const stores = {
+    'a store that answers at once': () => memoryStore(),
+    'an awaited store': () => asyncOnly(memoryStore()),
+  };
+
+  for (const [storeKind, store] of Object.entries(stores)) {
+    for (const [how, fail] of Object.entries(failures)) {
+      it(`answers 500 and saves nothing when the handler ${how} (${storeKind})`, async () => {
+        const sessions = createSessions({ store: store(), logger: quiet });
+        const url = await serving(
+          withSessions(sessions, (req, res) => {
+            if (req.url === '/fail') {
+              req.session.set('lost', true);
+              return fail();
+            }
+            req.session.set('kept', true);
+            res.end(JSON.stringify({ lost: req.session.get('lost', false) }));
+          }),
+        );
+        const first = await fetch(url);
+        await first.text();
+        const cookie = first.headers.getSetCookie()[0]!.split(';')[0]!;
+        // A response that never comes fails here, not at the test's timeout.
+        const failed = await fetch(`${url}fail`, {
+          headers: { cookie },
+          signal: AbortSignal.timeout(5_000),
+        });
+        expect(failed.status).toBe(500);
+        expect(failed.headers.getSetCookie()).toEqual([]);
+        await failed.text();
+        const after = await fetch(url, { headers: { cookie } });
+        expect(await after.json()).toEqual({ lost: false });
+      });
+    }
+
+    it(`rejects the returned promise, never throws, when answering a failure fails too (${storeKind})`, async () => {
+      const logger = {
+        warn() {},
+        error() {
+          throw new Error('logger failed');
+        },
+      };
+      const sessions = createSessions({ store: store(), logger });
+      const listener = withSessions(sessions, (req, res) => {
+        req.session.set('seen', true);
+        if (req.url === '/fail') throw new Error('handler failed');
+        res.end('ok');
+      });
+      const outcomes: string[] = [];
+      const url = await serving((req, res) => {
+        // Only the failing request (a returning visitor's: its load awaits an awaited store) is watched.
+        const watch = req.url === '/fail';
+        try {
+          listener(req, res).then(
+            () => watch && outcomes.push('resolved'),
+            (err: Error) => {
+              outcomes.push(`rejected: ${err.message}`);
+              res.destroy();
+            },
+          );
+        } catch (err) {
+          outcomes.push(`threw: ${(err as Error).message}`);
+          res.destroy();
+        }
+      });
       const first = await fetch(url);
       await first.text();
       const cookie = first.headers.getSetCookie()[0]!.split(';')[0]!;
-      const failed = await fetch(`${url}fail`, { headers: { cookie } });
-      expect(failed.status).toBe(500);
-      expect(failed.headers.getSetCookie()).toEqual([]);
-      await failed.text();
-      const after = await fetch(url, { headers: { cookie } });
-      expect(await after.json()).toEqual({ lost: false });
+      await fetch(`${url}fail`, { headers: { cookie } }).catch(() => undefined);
+      await expect.poll(() => outcomes).toEqual(['rejected: logger failed']);
     });
   }
 
-  it('returns a promise that settles once an async handler has, and one for a sync handler too', async () => {
+  it('returns a promise that settles once an async handler has, and a settled one for a sync handler', async () => {
     const sessions = createSessions({ store: memoryStore() });
     const log: string[] = [];
-    const listener = withSessions(sessions, async (req, res) => {
-      if (req.url === '/slow') await new Promise((resolve) => setTimeout(resolve, 20));
-      log.push(`handled ${req.url}`);
-      res.end('ok');
+    const listener = withSessions(sessions, (req, res) => {
+      const answer = () => {
+        log.push(`handled ${req.url}`);
+        res.end('ok');
+      };
+      if (req.url !== '/slow') return answer();
+      return new Promise((resolve) => setTimeout(resolve, 20)).then(answer);
     });
-    const settled: Promise<void>[] = [];
+    const returned: Promise<void>[] = [];
     const url = await serving((req, res) => {
-      const returned = listener(req, res);
-      expect(returned).toBeInstanceOf(Promise);
-      settled.push(returned.then(() => void log.push(`settled ${req.url}`)));
+      const promise = listener(req, res);
+      returned.push(promise.then(() => void log.push(`settled ${req.url}`)));
+      returned.push(promise);
     });
     await (await fetch(`${url}slow`)).text();
     await (await fetch(url)).text();
-    await Promise.all(settled);
+    for (const promise of returned) expect(promise).toBeInstanceOf(Promise);
+    await Promise.all(returned);
     expect(log).toEqual(['handled /slow', 'settled /slow', 'handled /', 'settled /']);
   });
 });
