@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { withSessions } from '../../src/adapters/node.js';
 import { createSessions, type Sessions } from '../../src/index.js';
 import { memoryStore } from '../../src/stores/memory.js';
+import { Browser } from '../helpers.js';
 import { asyncOnly } from '../support/sync-access.js';
 import { describeAdapter, scenario } from './matrix.js';
 
@@ -195,18 +196,14 @@ describe('node:http: a handler that fails, and what the listener returns', () =>
             res.end(JSON.stringify({ lost: req.session.get('lost', false) }));
           }),
         );
-        const first = await fetch(url);
-        await first.text();
-        const cookie = first.headers.getSetCookie()[0]!.split(';')[0]!;
+        const browser = new Browser(url);
+        await (await browser.fetch('/')).text();
         // A response that never comes fails here, not at the test's timeout.
-        const failed = await fetch(`${url}fail`, {
-          headers: { cookie },
-          signal: AbortSignal.timeout(5_000),
-        });
+        const failed = await browser.fetch('/fail', { signal: AbortSignal.timeout(5_000) });
         expect(failed.status).toBe(500);
         expect(failed.headers.getSetCookie()).toEqual([]);
         await failed.text();
-        const after = await fetch(url, { headers: { cookie } });
+        const after = await browser.fetch('/');
         expect(await after.json()).toEqual({ lost: false });
       });
     }
@@ -241,10 +238,9 @@ describe('node:http: a handler that fails, and what the listener returns', () =>
           res.destroy();
         }
       });
-      const first = await fetch(url);
-      await first.text();
-      const cookie = first.headers.getSetCookie()[0]!.split(';')[0]!;
-      await fetch(`${url}fail`, { headers: { cookie } }).catch(() => undefined);
+      const browser = new Browser(url);
+      await (await browser.fetch('/')).text();
+      await browser.fetch('/fail').catch(() => undefined);
       await expect.poll(() => outcomes).toEqual(['rejected: logger failed']);
     });
   }
